@@ -1,0 +1,166 @@
+"""The broker interface: messages with leases, as every broker implements it.
+
+A message is opaque bytes (see `worker.protocol`). Its life:
+
+    publish --> ready (or scheduled until its eta) --claim--> leased to (node, consumer)
+    leased --begin--> running (delivery count + 1) --finish--> stored result, removed
+    leased/running --nack or release--> ready again, at the head of its queue
+    ready with deliveries >= max_deliveries --claim--> dead-lettered (a poison message)
+
+Leases never expire by time while their node is alive; only `requeue_dead_nodes` takes
+back the leases of a node whose heartbeat is older than the expiry. That is what lets
+a task run for an hour without being delivered twice. Every implementation makes each
+state change atomic (one SQLite transaction, one Lua script) and passes
+`tests/worker/test_broker_contract.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.backends.base import ResultBackend
+
+DEFAULT_MAX_DELIVERIES = 5
+DEFAULT_HEARTBEAT_EXPIRY = 10.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed message, as the consumer that holds its lease sees it."""
+
+    mid: str
+    queue: str
+    body: bytes
+    deliveries: int  # how many times it had been begun before this claim
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A node as its last heartbeat described it."""
+
+    node_id: str
+    heartbeat: float  # unix time of the last heartbeat
+    info: Mapping[str, Any] = field(default_factory=dict)  # name, pid, active, finished...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    mid: str
+    queue: str
+    reason: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    """What `qmulti status` shows of the broker side."""
+
+    queues: Mapping[str, int]  # ready messages per queue
+    scheduled: int  # waiting for their eta/countdown
+    leased: int  # claimed by some node
+    dead: int  # in the dead-letter queue
+    nodes: Sequence[NodeRecord] = ()
+
+
+class Broker(ABC):
+    """A message store with leases. Not thread-safe unless a subclass says so: each
+    process (and each thread of the threads pool) uses its own instance, made after fork."""
+
+    url: str
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+
+    # -- producing -----------------------------------------------------------------------
+    @abstractmethod
+    def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
+        """Store a message; with an eta in the future it waits in the broker until then."""
+
+    # -- consuming -----------------------------------------------------------------------
+    @abstractmethod
+    def claim(self, queues: Sequence[str], node_id: str, consumer: str, limit: int,
+              timeout: float) -> list[Delivery]:
+        """Lease up to `limit` ready messages, trying `queues` in order.
+
+        First moves scheduled messages whose eta has passed to the tail of their queue.
+        Blocks up to `timeout` seconds while none is ready (0: do not block). A message
+        already begun `max_deliveries` times is dead-lettered instead of returned.
+        """
+
+    @abstractmethod
+    def begin(self, delivery: Delivery) -> None:
+        """Count one delivery: the task is really starting now."""
+
+    @abstractmethod
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove finished messages. Acking a message no longer leased is a no-op."""
+
+    @abstractmethod
+    def nack(self, deliveries: Sequence[Delivery]) -> None:
+        """Give messages back at once, at the head of their queues, in their order."""
+
+    @abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a leased message to the dead-letter queue (malformed, rejected, poison)."""
+
+    def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
+                   eta: float | None) -> None:
+        """Replace a leased message by a new one (a retry): publish, then ack.
+
+        In this order a crash in between runs the task again rather than losing it.
+        Stores override this to do both in one transaction.
+        """
+        self.publish(queue, mid, body, eta)
+        self.ack([delivery])
+
+    # -- the result path (a store that is also the backend overrides to do one trip) ----
+    def start(self, delivery: Delivery, task_id: str, meta: bytes,
+              backend: ResultBackend | None, ttl: float | None) -> None:
+        """Begin a delivery and record STARTED for `AsyncResult.state`."""
+        self.begin(delivery)
+        if backend is not None:
+            backend.set(task_id, "STARTED", meta, ttl)
+
+    def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
+               backend: ResultBackend | None, ttl: float | None) -> None:
+        """Store the outcome, then ack: a crash in between re-runs, never loses."""
+        if backend is not None and meta is not None:
+            backend.set(task_id, state, meta, ttl)
+        self.ack([delivery])
+
+    # -- nodes and leases ----------------------------------------------------------------
+    @abstractmethod
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
+        """Record that the node is alive, with what `qmulti status` shows of it."""
+
+    @abstractmethod
+    def release(self, node_id: str, consumer: str | None = None) -> int:
+        """Give back every message leased to one consumer (or to the whole node when
+        `consumer` is None), at once; returns how many."""
+
+    @abstractmethod
+    def unregister(self, node_id: str) -> None:
+        """Forget a node that stopped cleanly (after releasing what it held)."""
+
+    @abstractmethod
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+        """Give back the leases of every node whose last heartbeat is older than `expiry`
+        seconds, and forget those nodes; returns how many messages went back."""
+
+    # -- inspection ----------------------------------------------------------------------
+    @abstractmethod
+    def stats(self) -> BrokerStats:
+        """Queue depths, scheduled, leased and dead-letter counts, and known nodes."""
+
+    @abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead-lettered messages, for inspection."""
+
+    @abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete every ready message of a queue; returns how many."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the object is not used afterwards."""

@@ -1,0 +1,234 @@
+"""`memory://`: broker and result backend in one process, for tests of task code.
+
+Thread-safe (one lock and condition), so the threads pool and a producer in the same
+process share one instance. It keeps the same lease rules as the real brokers so that
+the broker contract tests hold for it too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from worker.backends.base import ResultBackend
+from worker.brokers.base import (
+    DEFAULT_HEARTBEAT_EXPIRY,
+    Broker,
+    BrokerStats,
+    DeadLetter,
+    Delivery,
+    NodeRecord,
+)
+from worker.states import READY_STATES
+
+
+@dataclass
+class _Message:
+    queue: str
+    body: bytes
+    eta: float
+    deliveries: int = 0
+    lease: tuple[str, str] | None = None  # (node_id, consumer)
+
+
+class MemoryStore(Broker, ResultBackend):
+    """Both interfaces over plain dicts, guarded by one condition variable."""
+
+    def __init__(self, url: str = "memory://", max_deliveries: int | None = None) -> None:
+        self.url = url
+        if max_deliveries is not None:
+            self.max_deliveries = max_deliveries
+        self._cond = threading.Condition()
+        self._messages: dict[str, _Message] = {}
+        self._ready: dict[str, deque[str]] = {}
+        self._scheduled: set[str] = set()
+        self._dead: dict[str, DeadLetter] = {}
+        self._nodes: dict[str, NodeRecord] = {}
+        self._results: dict[str, tuple[str, bytes, float | None]] = {}
+
+    # -- broker ------------------------------------------------------------------------
+    def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
+        with self._cond:
+            due = eta or 0.0
+            self._messages[mid] = _Message(queue, bytes(body), due)
+            if due > time.time():
+                self._scheduled.add(mid)
+            else:
+                self._ready.setdefault(queue, deque()).append(mid)
+            self._cond.notify_all()
+
+    def _move_due(self) -> float | None:
+        """Move due scheduled messages; return the next eta still waiting."""
+        now = time.time()
+        nxt: float | None = None
+        for mid in sorted(self._scheduled, key=lambda m: self._messages[m].eta):
+            msg = self._messages[mid]
+            if msg.eta <= now:
+                self._scheduled.discard(mid)
+                self._ready.setdefault(msg.queue, deque()).append(mid)
+            elif nxt is None or msg.eta < nxt:
+                nxt = msg.eta
+        return nxt
+
+    def claim(self, queues: Sequence[str], node_id: str, consumer: str, limit: int,
+              timeout: float) -> list[Delivery]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            while True:
+                nxt = self._move_due()
+                out = self._take(queues, node_id, consumer, limit)
+                remaining = deadline - time.monotonic()
+                if out or remaining <= 0:
+                    return out
+                if nxt is not None:
+                    remaining = min(remaining, max(nxt - time.time(), 0.001))
+                self._cond.wait(remaining)
+
+    def _take(self, queues: Sequence[str], node_id: str, consumer: str,
+              limit: int) -> list[Delivery]:
+        out: list[Delivery] = []
+        for queue in queues:
+            ready = self._ready.get(queue)
+            while ready and len(out) < limit:
+                mid = ready.popleft()
+                msg = self._messages[mid]
+                if msg.deliveries >= self.max_deliveries:
+                    reason = f"delivered {msg.deliveries} times without an outcome"
+                    self._dead[mid] = DeadLetter(mid, msg.queue, reason, msg.body)
+                    del self._messages[mid]
+                    continue
+                msg.lease = (node_id, consumer)
+                out.append(Delivery(mid, msg.queue, msg.body, msg.deliveries))
+        return out
+
+    def begin(self, delivery: Delivery) -> None:
+        with self._cond:
+            msg = self._messages.get(delivery.mid)
+            if msg is not None:
+                msg.deliveries += 1
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for d in deliveries:
+                msg = self._messages.get(d.mid)
+                if msg is not None and msg.lease is not None:
+                    del self._messages[d.mid]
+
+    def nack(self, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for d in reversed(deliveries):
+                self._give_back(d.mid)
+            self._cond.notify_all()
+
+    def _give_back(self, mid: str) -> bool:
+        msg = self._messages.get(mid)
+        if msg is None or msg.lease is None:
+            return False
+        msg.lease = None
+        self._ready.setdefault(msg.queue, deque()).appendleft(mid)
+        return True
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._cond:
+            msg = self._messages.pop(delivery.mid, None)
+            if msg is not None:
+                self._dead[delivery.mid] = DeadLetter(delivery.mid, msg.queue, reason, msg.body)
+
+    def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
+                   eta: float | None) -> None:
+        with self._cond:
+            self._messages.pop(delivery.mid, None)
+        self.publish(queue, mid, body, eta)
+
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
+        with self._cond:
+            self._nodes[node_id] = NodeRecord(node_id, time.time(), dict(info))
+
+    def release(self, node_id: str, consumer: str | None = None) -> int:
+        with self._cond:
+            mids = [m for m, msg in self._messages.items() if msg.lease is not None
+                    and msg.lease[0] == node_id and consumer in (None, msg.lease[1])]
+            count = sum(self._give_back(m) for m in reversed(mids))
+            self._cond.notify_all()
+            return count
+
+    def unregister(self, node_id: str) -> None:
+        with self._cond:
+            self._nodes.pop(node_id, None)
+
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+        with self._cond:
+            cutoff = time.time() - expiry
+            dead = [n for n, rec in self._nodes.items() if rec.heartbeat < cutoff]
+        count = 0
+        for node_id in dead:
+            count += self.release(node_id)
+            self.unregister(node_id)
+        return count
+
+    def stats(self) -> BrokerStats:
+        with self._cond:
+            self._move_due()
+            return BrokerStats(
+                queues={q: len(d) for q, d in self._ready.items()},
+                scheduled=len(self._scheduled),
+                leased=sum(1 for m in self._messages.values() if m.lease is not None),
+                dead=len(self._dead),
+                nodes=list(self._nodes.values()),
+            )
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._cond:
+            return list(self._dead.values())[:limit]
+
+    def purge(self, queue: str) -> int:
+        with self._cond:
+            ready = self._ready.pop(queue, deque())
+            for mid in ready:
+                self._messages.pop(mid, None)
+            return len(ready)
+
+    # -- result backend ----------------------------------------------------------------
+    def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
+        with self._cond:
+            expires = None if ttl is None else time.monotonic() + ttl
+            self._results[task_id] = (state, bytes(blob), expires)
+            self._cond.notify_all()
+
+    def _lookup(self, task_id: str) -> tuple[str, bytes] | None:
+        entry = self._results.get(task_id)
+        if entry is None:
+            return None
+        state, blob, expires = entry
+        if expires is not None and expires < time.monotonic():
+            del self._results[task_id]
+            return None
+        return state, blob
+
+    def get(self, task_id: str) -> bytes | None:
+        with self._cond:
+            found = self._lookup(task_id)
+            return None if found is None else found[1]
+
+    def wait(self, task_id: str, timeout: float | None) -> bytes | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = self._lookup(task_id)
+                if found is not None and found[0] in READY_STATES:
+                    return found[1]
+                if deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def forget(self, task_id: str) -> None:
+        with self._cond:
+            self._results.pop(task_id, None)

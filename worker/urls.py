@@ -1,0 +1,57 @@
+"""Broker and backend URLs: parsing into a scheme we support, and masking for display.
+
+Every place that shows a URL to a person (logs, process titles, `qmulti show`,
+exception messages) goes through `mask_url`, so a password never leaves the process.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from worker.exceptions import ConfigError
+
+DEFAULT_BROKER_URL = "sqlite:///qmulti.sqlite3"
+SCHEMES = {
+    "redis": "redis", "rediss": "redis", "redis+socket": "redis", "unix": "redis",
+    "sqlite": "sqlite", "memory": "memory",
+}
+_PASSWORD = re.compile(r"^(?P<head>[a-z0-9+.-]+://[^:@/]*:)(?P<pw>[^@/]*)(?P<tail>@.*)$", re.I)
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&]*", re.I)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by `***`; safe to log or show."""
+    url = _PASSWORD.sub(lambda m: m["head"] + "***" + m["tail"], url)
+    return _QUERY_PASSWORD.sub(lambda m: m["key"] + "***", url)
+
+
+@dataclass(frozen=True)
+class ParsedURL:
+    """Which kind of store a URL names; the store itself parses the details."""
+
+    kind: str  # "redis", "sqlite" or "memory"
+    url: str
+
+    def __str__(self) -> str:
+        return mask_url(self.url)
+
+
+def parse_url(url: str | None, what: str = "broker") -> ParsedURL:
+    """Check the scheme up front, so a typo fails at start (exit 78), not at first use."""
+    if not url:
+        url = DEFAULT_BROKER_URL
+    if not isinstance(url, str):
+        raise ConfigError(f"{what} URL must be a string, got {type(url).__name__}")
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise ConfigError(f"bad {what} URL {mask_url(url)!r}: {exc}") from None
+    kind = SCHEMES.get(scheme)
+    if kind is None:
+        supported = "redis://, rediss://, redis+socket://, sqlite:///, memory://"
+        raise ConfigError(
+            f"unsupported {what} URL {mask_url(url)!r}: use one of {supported}"
+        )
+    return ParsedURL(kind, url)
