@@ -59,7 +59,7 @@ class DeadLetter:
 class BrokerStats:
     """What `qmulti status` shows of the broker side."""
 
-    queues: Mapping[str, int]  # ready messages per queue
+    queues: Mapping[str, int]  # ready messages per queue; an empty queue may be absent
     scheduled: int  # waiting for their eta/countdown
     leased: int  # claimed by some node
     dead: int  # in the dead-letter queue
@@ -133,7 +133,10 @@ class Broker(ABC):
     # -- nodes and leases ----------------------------------------------------------------
     @abstractmethod
     def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
-        """Record that the node is alive, with what `qmulti status` shows of it."""
+        """Record that the node is alive, with what `qmulti status` shows of it.
+
+        A node heartbeats once before any of its consumers claims, so that every lease
+        belongs to a node that `requeue_dead_nodes` can see expire."""
 
     @abstractmethod
     def release(self, node_id: str, consumer: str | None = None) -> int:

@@ -140,9 +140,11 @@ class MemoryStore(Broker, ResultBackend):
 
     def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
                    eta: float | None) -> None:
-        with self._cond:
-            self._messages.pop(delivery.mid, None)
-        self.publish(queue, mid, body, eta)
+        with self._cond:  # publish then ack, as one step (the condition's lock is an RLock)
+            self.publish(queue, mid, body, eta)
+            msg = self._messages.get(delivery.mid)
+            if msg is not None and msg.lease is not None:
+                del self._messages[delivery.mid]
 
     def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
         with self._cond:
@@ -161,14 +163,14 @@ class MemoryStore(Broker, ResultBackend):
             self._nodes.pop(node_id, None)
 
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
-        with self._cond:
+        with self._cond:  # one step, so a node heartbeating meanwhile keeps its leases
             cutoff = time.time() - expiry
             dead = [n for n, rec in self._nodes.items() if rec.heartbeat < cutoff]
-        count = 0
-        for node_id in dead:
-            count += self.release(node_id)
-            self.unregister(node_id)
-        return count
+            count = 0
+            for node_id in dead:
+                count += self.release(node_id)
+                self.unregister(node_id)
+            return count
 
     def stats(self) -> BrokerStats:
         with self._cond:

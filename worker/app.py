@@ -1,0 +1,365 @@
+"""`App`: the settings, the task registry, and this process's broker and backend.
+
+An App holds all the state a producer or node needs (no module-level state anywhere),
+so two apps in one process never share connections, tasks or settings. Connections
+are made on first use and remembered together with the pid that made them: a forked
+pool child that touches `app.broker` gets its own connection instead of sharing the
+parent's socket or SQLite handle (which corrupts both).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from worker.backends import ResultBackend, create_backend
+from worker.brokers import Broker, create_broker
+from worker.config import Config, Settings
+from worker.exceptions import ConfigError, ContentDisallowed, NotRegistered
+from worker.protocol import Envelope, encode_envelope, new_id, normalize_content_type
+from worker.result import AsyncResult, ResultCache
+from worker.routing import Router, annotations_for, parse_rate
+from worker.task import Task
+
+# apply_async options Celery users pass that mean nothing on our brokers: accepted so
+# that shared code runs, and ignored.
+_IGNORED_OPTIONS = frozenset({"routing_key", "exchange", "priority", "headers", "compression"})
+_PER_CALL_LIMITS = ("time_limit", "soft_time_limit")
+
+
+class App:
+    """`App(main=None, broker=None, backend=None, include=None, **settings)`.
+
+    `broker`/`backend`/`include` and `**settings` (new-style names) are explicit settings:
+    they override a later `config_from_object`, as Celery's constructor arguments do."""
+
+    def __init__(self, main: str | None = None, broker: str | None = None,
+                 backend: str | None = None, include: Iterable[str] | None = None,
+                 task_cls: type[Task] = Task, **settings: Any) -> None:
+        self.main = main
+        self.task_cls = task_cls
+        self.tasks: dict[str, Task] = {}
+        self._lock = threading.RLock()
+        self._lock_pid = os.getpid()
+        self._broker: Broker | None = None
+        self._backend: ResultBackend | None = None
+        self._conn_key: tuple[Any, ...] | None = None
+        # Connections inherited through fork: kept referenced, never closed, because
+        # garbage-collecting a SQLite handle in the child would close its file and drop
+        # the child's own POSIX locks on the same database.
+        self._inherited: list[object] = []
+        self._router: tuple[Any, Router] | None = None
+        self._result_cache: ResultCache | None = None
+        self.conf = Config(on_change=self._settings_changed)
+        explicit = dict(settings)
+        if broker is not None:
+            explicit["broker_url"] = broker
+        if backend is not None:
+            explicit["result_backend"] = backend
+        if include is not None:
+            explicit["include"] = include
+        if explicit:
+            self.conf.update(explicit)
+
+    # -- configuration ---------------------------------------------------------------------
+    def config_from_object(self, obj: Any, namespace: str | None = None,
+                           force: bool = True, silent: bool = False) -> None:
+        """Read settings from a module name (`'config'`, `'pkg.mod:attr'`), a module, a
+        class, a dict or any object. A second call replaces what the first one read."""
+        try:
+            self.conf.load_object(obj, namespace=namespace)
+        except ConfigError:
+            if not silent:
+                raise
+
+    def freeze(self) -> Settings:
+        """The immutable settings snapshot the node reads (`app.conf.freeze()`)."""
+        return self.conf.freeze()
+
+    def accept_content(self) -> frozenset[str]:
+        return frozenset(self.conf.accept_content)
+
+    def _settings_changed(self) -> None:
+        with self._lock:
+            self._router = None
+            self._result_cache = None
+            for task in self.tasks.values():
+                self._annotate(task)
+
+    def _annotate(self, task: Task) -> None:
+        """Give a task the rate limit its route carries, then its annotations on top."""
+        attrs: dict[str, Any] = {}
+        route_rate = self.router.static_route(task.name).get("rate_limit")
+        if route_rate is not None:
+            attrs["rate_limit"] = route_rate
+        attrs.update(annotations_for(task.name, self.conf.task_annotations))
+        if "rate_limit" in attrs:
+            parse_rate(attrs["rate_limit"])  # a typo is a ConfigError now, not later
+        task.annotate(attrs)
+
+    @property
+    def router(self) -> Router:
+        routes = self.conf.task_routes
+        with self._lock:
+            if self._router is None or self._router[0] is not routes:
+                self._router = (routes, Router(routes))
+            return self._router[1]
+
+    @property
+    def result_cache(self) -> ResultCache:
+        with self._lock:
+            if self._result_cache is None:
+                self._result_cache = ResultCache(self.conf.result_cache_max)
+            return self._result_cache
+
+    # -- tasks -----------------------------------------------------------------------------
+    def task(self, *args: Any, **options: Any) -> Any:
+        """`@app.task` or `@app.task(name=..., bind=..., queue=..., ...)`; see worker.task.
+
+        The default name is `module.qualname`; for a task defined in a script run as
+        `__main__` it is `<app main>.qualname`, so producer and node agree on it."""
+        if len(args) == 1 and callable(args[0]) and not options:
+            return self._register(args[0])
+        if args:
+            raise TypeError("use @app.task or @app.task(option=value, ...)")
+
+        def decorator(fun: Callable[..., Any]) -> Task:
+            return self._register(fun, **options)
+        return decorator
+
+    def _register(self, fun: Callable[..., Any], name: str | None = None,
+                  base: type[Task] | None = None, **options: Any) -> Task:
+        if name is None:
+            module = fun.__module__
+            if module == "__main__" and self.main:
+                module = self.main
+            name = f"{module}.{fun.__qualname__}"
+        if options.get("rate_limit") is not None:
+            parse_rate(options["rate_limit"])
+        cls = base or self.task_cls
+        task = cls(fun, self, name, **options)
+        with self._lock:
+            self.tasks[name] = task
+            self._annotate(task)
+        return task
+
+    # -- sending ---------------------------------------------------------------------------
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, *,
+                  countdown: float | None = None, eta: datetime | float | None = None,
+                  expires: datetime | float | None = None, queue: str | None = None,
+                  task_id: str | None = None, serializer: str | None = None,
+                  retries: int = 0, check: bool = True, task: Task | None = None,
+                  **options: Any) -> AsyncResult:
+        """Publish a task message; every check happens here, before anything is sent.
+
+        `countdown` seconds or `eta` (datetime, or unix time) delays it in the broker;
+        `expires` (seconds from now, or a datetime) makes a late message REVOKED, not run.
+        `queue`: explicit, else `task_routes`, else the task's `queue`, else
+        `task_default_queue`. `time_limit`/`soft_time_limit` travel in the envelope's
+        options for the node. Unknown `name` raises NotRegistered unless `check=False`."""
+        if task is None:
+            task = self.tasks.get(name)
+            if task is None and check:
+                raise NotRegistered(
+                    f"unknown task {name!r}; is the module that defines it imported? "
+                    "(add it to imports/include, or pass check=False to send by name only)")
+        args = _as_args(args, name)
+        kwargs = _as_kwargs(kwargs, name)
+        env_options = self._envelope_options(options)
+        ct = self._content_type(serializer, task)
+        queue = queue or self._route(name, args, kwargs, task)
+        env = Envelope(
+            id=task_id or new_id(), task=name, args=args, kwargs=kwargs, queue=queue,
+            eta=self._eta(countdown, eta), expires=self._expires(expires), retries=retries,
+            ct=ct, options=env_options,
+        )
+        body = encode_envelope(env)  # SerializationError here: nothing published
+        self.broker.publish(env.queue, env.mid, body, env.eta)
+        return AsyncResult(env.id, app=self, task_name=name)
+
+    def _envelope_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - _IGNORED_OPTIONS - set(_PER_CALL_LIMITS)
+        if unknown:
+            raise TypeError(f"apply_async() got unsupported options: {', '.join(sorted(unknown))}")
+        return {k: float(options[k]) for k in _PER_CALL_LIMITS if options.get(k) is not None}
+
+    def _content_type(self, serializer: str | None, task: Task | None) -> str:
+        name = serializer or (task.serializer if task else None) or self.conf.task_serializer
+        ct = normalize_content_type(name)
+        if ct == "pickle" and "pickle" not in self.accept_content():
+            raise ContentDisallowed(
+                "refusing to send a pickle message: pickle runs arbitrary code when loaded. "
+                "To opt in, add 'pickle' to accept_content on producers and nodes, e.g. "
+                "app.conf.accept_content = ['json', 'pickle'], and only if every producer "
+                "is trusted")
+        return ct
+
+    def _route(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+               task: Task | None) -> str:
+        route = self.router.route(name, args, kwargs, task=task)
+        queue = route.get("queue") or (task.queue if task else None)
+        return str(queue or self.conf.task_default_queue)
+
+    def _eta(self, countdown: float | None, eta: datetime | float | None) -> float | None:
+        if countdown is not None and eta is not None:
+            raise ValueError("give countdown or eta, not both")
+        if countdown is not None:
+            return time.time() + float(countdown)
+        return None if eta is None else self._timestamp(eta)
+
+    def _expires(self, expires: datetime | float | None) -> float | None:
+        if expires is None:
+            return None
+        if isinstance(expires, datetime):
+            return self._timestamp(expires)
+        return time.time() + float(expires)
+
+    def _timestamp(self, when: datetime | float) -> float:
+        """Unix time; a naive datetime is UTC when `enable_utc` (Celery's default), else
+        in `timezone` (or local time when none is set)."""
+        if not isinstance(when, datetime):
+            return float(when)
+        if when.tzinfo is None:
+            if self.conf.enable_utc:
+                when = when.replace(tzinfo=timezone.utc)
+            elif self.conf.timezone:
+                from zoneinfo import ZoneInfo
+
+                when = when.replace(tzinfo=ZoneInfo(self.conf.timezone))
+        return when.timestamp()
+
+    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
+        return AsyncResult(task_id, app=self, task_name=task_name)
+
+    # -- connections -----------------------------------------------------------------------
+    def _connections(self) -> tuple[Broker, ResultBackend]:
+        conf = self.conf
+        pid = os.getpid()
+        if self._lock_pid != pid:
+            self._new_lock(pid)
+        key = (pid, conf.broker_url, conf.result_backend, conf.broker_max_deliveries,
+               conf.broker_pool_limit)
+        with self._lock:
+            if self._conn_key != key:
+                if self._conn_key is not None and self._conn_key[0] == key[0]:
+                    self._close()  # settings changed in this process: the old ones are ours
+                else:
+                    self._forget_inherited()
+                broker = create_broker(conf.broker_url, max_deliveries=conf.broker_max_deliveries,
+                                       pool_limit=conf.broker_pool_limit)
+                try:
+                    backend = create_backend(conf.result_backend, broker=broker)
+                except BaseException:
+                    broker.close()
+                    raise
+                self._broker, self._backend, self._conn_key = broker, backend, key
+            assert self._broker is not None and self._backend is not None
+            return self._broker, self._backend
+
+    @property
+    def broker(self) -> Broker:
+        """This process's broker connection, made on first use (again after a fork)."""
+        return self._connections()[0]
+
+    @property
+    def backend(self) -> ResultBackend:
+        """This process's result backend: the broker's own store unless configured."""
+        return self._connections()[1]
+
+    def reset_after_fork(self) -> None:
+        """Forget the parent's connections without closing them (closing would shut the
+        parent's sockets); the next use connects afresh. Pool children call this first."""
+        if self._lock_pid != os.getpid():
+            self._new_lock(os.getpid())
+        with self._lock:
+            if self._conn_key is not None and self._conn_key[0] != os.getpid():
+                self._forget_inherited()
+            self._broker = self._backend = None
+            self._conn_key = None
+            self._result_cache = None
+
+    def _new_lock(self, pid: int) -> None:
+        """A lock inherited through fork may be held by a parent thread that does not
+        exist here; the child (single-threaded at that point) starts with a fresh one."""
+        self._lock = threading.RLock()
+        self._lock_pid = pid
+        self._result_cache = None
+
+    def _forget_inherited(self) -> None:
+        self._inherited.extend(c for c in (self._broker, self._backend) if c is not None)
+        self._broker = self._backend = None
+
+    def close(self) -> None:
+        """Close this process's connections; they are reopened if the app is used again."""
+        with self._lock:
+            if self._conn_key is not None and self._conn_key[0] == os.getpid():
+                self._close()
+            else:
+                self._forget_inherited()
+            self._broker = self._backend = None
+            self._conn_key = None
+
+    def _close(self) -> None:
+        broker, backend = self._broker, self._backend
+        if backend is not None and backend is not broker:
+            backend.close()
+        if broker is not None:
+            broker.close()
+
+    # -- the node --------------------------------------------------------------------------
+    def import_default_modules(self) -> list[str]:
+        """Import `imports` and `include` (the node calls this at start), so their tasks
+        are registered. A listed module that does not exist is a ConfigError (exit 78)."""
+        names = list(dict.fromkeys([*self.conf.imports, *self.conf.include]))
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                    raise ConfigError(
+                        f"cannot import {name!r} listed in imports/include: no module named "
+                        f"{exc.name!r} (is the current directory the project root?)") from None
+                raise
+        return names
+
+    def start(self, argv: list[str] | None = None) -> Any:
+        """Run the `qworker` command line for this app (`app.start()` in a celery.py).
+
+        `argv` excludes the program name (default: `sys.argv[1:]`); a leading `worker`
+        (Celery's sub-command) is dropped so `python -m proj.celery worker -l info` works."""
+        from worker.cli import main
+
+        args = list(sys.argv[1:] if argv is None else argv)
+        if args[:1] == ["worker"]:
+            args = args[1:]
+        return main(args, app=self)
+
+    def worker_main(self, argv: list[str] | None = None) -> Any:
+        """Celery's name for `start`."""
+        return self.start(argv)
+
+    def __repr__(self) -> str:
+        return f"<App {self.main or '__main__'}: {len(self.tasks)} tasks>"
+
+
+def _as_args(args: Any, name: str) -> tuple[Any, ...]:
+    if args is None:
+        return ()
+    if isinstance(args, (list, tuple)):
+        return tuple(args)
+    raise TypeError(f"{name}: args must be a list or tuple, got {type(args).__name__} "
+                    "(did you mean apply_async((x,)) instead of apply_async(x)?)")
+
+
+def _as_kwargs(kwargs: Any, name: str) -> dict[str, Any]:
+    if kwargs is None:
+        return {}
+    if isinstance(kwargs, Mapping):
+        return dict(kwargs)
+    raise TypeError(f"{name}: kwargs must be a dict, got {type(kwargs).__name__}")

@@ -1,0 +1,224 @@
+"""`AsyncResult`: the caller's handle on a task's outcome, read from the result backend.
+
+`get()` blocks in `backend.wait()`, which is push-based where the store allows it
+(memory: a condition variable; Redis: a blocking read), so a result reaches the caller
+as soon as it is stored instead of after a polling interval. Final results are kept in
+a small per-app cache (`result_cache_max`), as Celery does, so asking twice does not
+cost a second round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from worker import states
+from worker.exceptions import ConfigError, TaskRevokedError, TimeoutError
+from worker.protocol import (
+    decode_result,
+    encode_result,
+    exception_from_dict,
+    exception_to_dict,
+)
+
+if TYPE_CHECKING:
+    from worker.app import App
+
+
+class ResultCache:
+    """Final result documents by task id, least recently used first out.
+
+    `limit` follows Celery's `result_cache_max`: -1 disables the cache, 0 or None keeps
+    every result (unbounded: only for short-lived producers)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            doc = self._docs.get(task_id)
+            if doc is not None:
+                self._docs.move_to_end(task_id)
+            return doc
+
+    def put(self, task_id: str, doc: dict[str, Any]) -> None:
+        if self.limit == -1:
+            return
+        with self._lock:
+            self._docs[task_id] = doc
+            self._docs.move_to_end(task_id)
+            while self.limit and len(self._docs) > self.limit:
+                self._docs.popitem(last=False)
+
+    def discard(self, task_id: str) -> None:
+        with self._lock:
+            self._docs.pop(task_id, None)
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+
+def _is_exception_doc(value: Any) -> bool:
+    return isinstance(value, Mapping) and "exc_type" in value
+
+
+class AsyncResult:
+    """A task's outcome by id. `app` is required for anything that reads the backend
+    (there is no process-global "current app"); `app.AsyncResult(id)` fills it in."""
+
+    def __init__(self, id: str, app: App | None = None, task_name: str | None = None) -> None:
+        self.id = id
+        self.app = app
+        self.task_name = task_name
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    # -- reading ---------------------------------------------------------------------------
+    def _app(self) -> App:
+        if self.app is None:
+            raise ConfigError(f"AsyncResult({self.id!r}) has no app: create it with "
+                              "app.AsyncResult(task_id) or AsyncResult(task_id, app=app)")
+        return self.app
+
+    def _doc(self) -> dict[str, Any] | None:
+        """The latest result document; final ones come from (and go to) the cache."""
+        app = self._app()
+        cached = app.result_cache.get(self.id)
+        if cached is not None:
+            return cached
+        blob = app.backend.get(self.id)
+        return None if blob is None else self._decode(blob)
+
+    def _decode(self, blob: bytes) -> dict[str, Any]:
+        app = self._app()
+        doc = decode_result(blob, app.accept_content())
+        if doc.get("status") in states.READY_STATES:
+            app.result_cache.put(self.id, doc)
+        return doc
+
+    @property
+    def state(self) -> str:
+        """PENDING when nothing is stored (unknown, queued, or prefetched but not begun)."""
+        doc = self._doc()
+        return str(doc.get("status") or states.PENDING) if doc else states.PENDING
+
+    status = state
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    @property
+    def result(self) -> Any:
+        """The return value once SUCCESS; the rebuilt exception for FAILURE/RETRY/REVOKED;
+        None while PENDING."""
+        doc = self._doc()
+        return None if doc is None else self._value(doc)
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        """The remote traceback text of a failed (or retried) task."""
+        doc = self._doc()
+        return None if doc is None else doc.get("traceback")
+
+    @property
+    def date_done(self) -> datetime | None:
+        doc = self._doc()
+        if not doc or doc.get("date_done") is None or doc.get("status") not in states.READY_STATES:
+            return None
+        return datetime.fromtimestamp(float(doc["date_done"]), tz=timezone.utc)
+
+    @property
+    def retries(self) -> int:
+        doc = self._doc()
+        return int(doc.get("retries") or 0) if doc else 0
+
+    def _value(self, doc: Mapping[str, Any]) -> Any:
+        status = doc.get("status")
+        value = doc.get("result")
+        if status in states.EXCEPTION_STATES and _is_exception_doc(value):
+            exc = exception_from_dict(value)
+            if doc.get("traceback") and hasattr(exc, "add_note"):
+                exc.add_note("remote traceback:\n" + str(doc["traceback"]).rstrip())
+            return exc
+        if status == states.REVOKED:
+            return TaskRevokedError(f"task {self.id} was revoked")
+        return value
+
+    # -- waiting ---------------------------------------------------------------------------
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float = 0.5, **_ignored: Any) -> Any:
+        """Wait for the outcome and return the task's value.
+
+        Raises `worker.exceptions.TimeoutError` when `timeout` seconds pass first. With
+        `propagate` (the default) a failed task's exception is raised here with its
+        original type when importable (else a same-named class with the message), and a
+        revoked task raises `TaskRevokedError`; with `propagate=False` they are returned.
+        `interval` is accepted for Celery compatibility and ignored: waiting is
+        push-based."""
+        app = self._app()
+        doc = app.result_cache.get(self.id)
+        if doc is None:
+            blob = app.backend.wait(self.id, timeout)
+            if blob is None:
+                raise TimeoutError(f"task {self.id} not ready after {timeout}s "
+                                   "(the operation timed out)")
+            doc = self._decode(blob)
+        value = self._value(doc)
+        if propagate and doc.get("status") in (states.FAILURE, states.REVOKED):
+            if isinstance(value, BaseException):
+                raise value
+        return value
+
+    wait = get
+
+    # -- changing --------------------------------------------------------------------------
+    def forget(self) -> None:
+        """Delete the stored result (a later `state` is PENDING again)."""
+        app = self._app()
+        app.result_cache.discard(self.id)
+        app.backend.forget(self.id)
+
+    def revoke(self, terminate: bool = False, **_ignored: Any) -> None:
+        """Mark a task that has not finished as REVOKED, so a node skips it.
+
+        For now this stores a REVOKED result when the task is not ready; a node checks it
+        before running the task. A task already running finishes and its outcome replaces
+        the mark: stopping running tasks (`terminate`) is completed by issue 6."""
+        app = self._app()
+        if self.ready():
+            return
+        exc = TaskRevokedError(f"task {self.id} was revoked")
+        blob = encode_result(self.id, states.REVOKED, exception_to_dict(exc))
+        app.backend.set(self.id, states.REVOKED, blob, app.conf.result_expires)
+
+    # -- identity --------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return self.id == other.id
+        if isinstance(other, str):  # Celery compares equal to the id string too
+            return self.id == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult: {self.id}>"
+
+    def __str__(self) -> str:
+        return self.id

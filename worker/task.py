@@ -1,0 +1,292 @@
+"""Tasks: the decorated function, its options, and the context the node runs it in.
+
+The node's side of the interface (worker/execute.py calls exactly this):
+
+* `task.execute(request, args, kwargs)` runs the task for a message: it sets
+  `task.request` to `request` (with `called_directly=False`) for the duration of the
+  call, passes the task as `self` when `bind=True`, and always resets the request, so a
+  pool child that runs many tasks never leaks one task's context into the next.
+* A `Retry` raised out of `execute` (from `self.retry()` or `autoretry_for`) carries
+  `when` (unix time of the next try) and `exc`; the node republishes the message with
+  `retries + 1` and stores RETRY. `MaxRetriesExceededError`, or the task's own exception
+  once retries are used up, is a plain failure.
+* The node calls the handlers `on_success(retval, task_id, args, kwargs)`,
+  `on_failure(exc, task_id, args, kwargs, einfo)`, `on_retry(exc, task_id, args, kwargs,
+  einfo)` and `after_return(status, retval, task_id, args, kwargs, einfo)`, with `einfo`
+  an `ExceptionInfo`. They are no-ops here; annotations (`{'*': {'on_failure': fn}}`)
+  or a `base=` subclass replace them.
+* Options left as None mean "the app's setting": `task.resolve('time_limit')` gives the
+  effective value (task option, else `task_time_limit`, ...).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+import inspect
+import sys
+import time
+import traceback as tb_module
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from worker.exceptions import MaxRetriesExceededError, Retry
+
+if TYPE_CHECKING:
+    from worker.app import App
+    from worker.result import AsyncResult
+
+
+@dataclass
+class Request:
+    """What a running task knows about its message (`self.request` in a bound task)."""
+
+    id: str | None = None
+    retries: int = 0
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    delivery_info: dict[str, Any] = field(default_factory=dict)  # {'queue', 'deliveries'}
+    hostname: str | None = None
+    eta: float | None = None
+    expires: float | None = None
+    called_directly: bool = True  # False only inside Task.execute (the node)
+
+
+class ExceptionInfo:
+    """A task's exception with its formatted traceback, as failure handlers receive it.
+
+    The traceback is kept as text so handlers can log or store it after the frames are
+    gone (and so it can cross a process boundary)."""
+
+    def __init__(self, exception: BaseException | None = None,
+                 exc_type: type[BaseException] | None = None,
+                 traceback: str | None = None) -> None:
+        """`ExceptionInfo()` inside an except block, or `ExceptionInfo(exc, type, text)`."""
+        if exception is None:
+            exception = sys.exc_info()[1]
+        if exception is None:
+            raise ValueError("ExceptionInfo() outside an except block needs an exception")
+        self.exception: BaseException = exception
+        self.type: type[BaseException] = exc_type or type(exception)
+        self.tb: types.TracebackType | None = exception.__traceback__
+        self.traceback: str = traceback if traceback is not None else "".join(
+            tb_module.format_exception(self.type, exception, exception.__traceback__))
+
+    def __str__(self) -> str:
+        return self.traceback
+
+    def __repr__(self) -> str:
+        return f"<ExceptionInfo: {self.exception!r}>"
+
+
+# Options the decorator accepts, with their defaults. None means "the app's setting"
+# where APP_SETTING_FOR names one.
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": False, "max_retries": 3, "default_retry_delay": 180, "rate_limit": None,
+    "time_limit": None, "soft_time_limit": None, "queue": None, "ignore_result": None,
+    "acks_late": None, "serializer": None, "autoretry_for": (), "retry_kwargs": None,
+    "typing": True,
+}
+APP_SETTING_FOR = {
+    "rate_limit": "task_default_rate_limit", "time_limit": "task_time_limit",
+    "soft_time_limit": "task_soft_time_limit", "queue": "task_default_queue",
+    "ignore_result": "task_ignore_result", "acks_late": "task_acks_late",
+    "serializer": "task_serializer",
+}
+_MISSING = object()
+
+
+class Task:
+    """One registered task. `App.task` makes instances; subclass and pass `base=` to
+    share handlers between tasks."""
+
+    name: str
+    app: App
+    bind: bool
+    max_retries: int | None
+    default_retry_delay: float
+    rate_limit: str | None
+    time_limit: float | None
+    soft_time_limit: float | None
+    queue: str | None
+    ignore_result: bool | None
+    acks_late: bool | None
+    serializer: str | None
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_kwargs: dict[str, Any] | None
+    typing: bool
+
+    def __init__(self, fun: Callable[..., Any], app: App, name: str, **options: Any) -> None:
+        self.run = fun
+        self.app = app
+        self.name = name
+        for key, default in TASK_OPTIONS.items():
+            setattr(self, key, options.pop(key, getattr(type(self), key, default)))
+        for key, value in options.items():  # Celery sets unknown options as attributes
+            setattr(self, key, value)
+        self.autoretry_for = tuple(self.autoretry_for or ())
+        self._annotated: dict[str, Any] = {}  # attr -> instance value before annotation
+        self._request_var: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+            f"worker.task.request:{name}", default=None)
+        functools.update_wrapper(self, fun, updated=())
+
+    # -- calling -------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run here and now, as a plain function call (`add(4, 6) == 10`)."""
+        return self._run(args, kwargs)
+
+    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.bind:
+            return self.run(self, *args, **kwargs)
+        return self.run(*args, **kwargs)
+
+    def execute(self, request: Request, args: Any, kwargs: Any) -> Any:
+        """The node's entry point; see the module docstring."""
+        if request.called_directly:
+            request = dataclasses.replace(request, called_directly=False)
+        token = self._request_var.set(request)
+        try:
+            try:
+                return self._run(tuple(args), dict(kwargs or {}))
+            except Retry:
+                raise
+            except BaseException as exc:
+                if self.autoretry_for and isinstance(exc, self.autoretry_for):
+                    self.retry(exc=exc, **(self.retry_kwargs or {}))
+                raise
+        finally:
+            self._request_var.reset(token)
+
+    @property
+    def request(self) -> Request:
+        """The running message's context; outside the node a fresh `Request()`
+        (`called_directly=True`)."""
+        current = self._request_var.get()
+        return current if current is not None else Request()
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Send the task to a node: `apply_async(args, kwargs)` with no options."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, countdown: float | None = None,
+                    eta: datetime | float | None = None,
+                    expires: datetime | float | None = None, queue: str | None = None,
+                    task_id: str | None = None, serializer: str | None = None,
+                    retries: int = 0, **options: Any) -> AsyncResult:
+        """Send the task to a node; see `App.send_task` for every option."""
+        if self.typing:
+            self._check_arguments(args, kwargs)
+        return self.app.send_task(
+            self.name, args, kwargs, countdown=countdown, eta=eta, expires=expires,
+            queue=queue, task_id=task_id, serializer=serializer, retries=retries,
+            task=self, **options)
+
+    def _check_arguments(self, args: Any, kwargs: Any) -> None:
+        """Fail at `delay()` on a wrong number of arguments, not on the node later."""
+        if not isinstance(args, (list, tuple, type(None))) or not isinstance(
+                kwargs, (dict, type(None))):
+            return  # send_task explains what args and kwargs must be
+        sig = self._signature
+        if sig is None:
+            return
+        call_args = list(args or ())
+        call_kwargs = kwargs or {}
+        if self.bind:
+            call_args.insert(0, self)
+        try:
+            sig.bind(*call_args, **call_kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature | None:
+        try:
+            return inspect.signature(self.run)
+        except (TypeError, ValueError):  # builtins and some C callables have none
+            return None
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+        return self.app.AsyncResult(task_id)
+
+    # -- retrying ------------------------------------------------------------------------
+    def retry(self, exc: BaseException | None = None, countdown: float | None = None,
+              eta: datetime | float | None = None, max_retries: int | None = _MISSING,  # type: ignore[assignment]
+              throw: bool = True, **_ignored: Any) -> Retry:
+        """Ask the node to run this task again later: raises `Retry(when=..., exc=exc)`.
+
+        Once `request.retries` reaches `max_retries` (None: no limit), `exc` is re-raised
+        if given, else `MaxRetriesExceededError`. Called outside the node (a plain call),
+        `exc` (or a `Retry`) is raised at once. `throw=False` returns the `Retry` instead
+        of raising it; unlike Celery, the retry happens only if the task then raises it
+        (`raise self.retry(...)`), because the node reschedules the message itself, in
+        one step with its acknowledgement.
+        """
+        request = self.request
+        limit = self.max_retries if max_retries is _MISSING else max_retries
+        if request.called_directly:
+            raise exc if exc is not None else Retry("task can be retried", exc=None)
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"can't retry {self.name}[{request.id}]: max_retries={limit} reached "
+                f"(args={request.args!r}, kwargs={request.kwargs!r})")
+        if eta is not None:
+            when = eta.timestamp() if isinstance(eta, datetime) else float(eta)
+            delay = max(when - time.time(), 0.0)
+        else:
+            delay = float(self.default_retry_delay if countdown is None else countdown)
+            when = time.time() + delay
+        reason = f": {exc!r}" if exc is not None else ""
+        retry = Retry(f"retry in {delay:.0f}s{reason}", exc=exc, when=when)
+        if throw:
+            raise retry
+        return retry
+
+    # -- handlers the node calls (no-ops; annotations or a base class replace them) ------
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        """Called in the node after the task returned and before its result is stored."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
+                   einfo: ExceptionInfo) -> None:
+        """Called in the node when the task raised (not for a retry)."""
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
+                 einfo: ExceptionInfo) -> None:
+        """Called in the node when the task is to be retried."""
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any,
+                     einfo: ExceptionInfo | None) -> None:
+        """Called in the node after every outcome."""
+
+    # -- options -------------------------------------------------------------------------
+    def resolve(self, option: str) -> Any:
+        """The effective value of an option: the task's own, else the app's setting."""
+        value = getattr(self, option)
+        setting = APP_SETTING_FOR.get(option)
+        if value is None and setting is not None:
+            return self.app.conf[setting]
+        return value
+
+    def annotate(self, attrs: dict[str, Any]) -> None:
+        """Replace the attributes annotations (and routes' rate limits) set before with
+        `attrs`. Functions given for methods (`on_failure`) become bound methods, so they
+        get the task as `self` as in Celery."""
+        for key, before in self._annotated.items():
+            if before is _MISSING:
+                self.__dict__.pop(key, None)
+            else:
+                self.__dict__[key] = before
+        self._annotated = {}
+        for key, value in attrs.items():
+            self._annotated[key] = self.__dict__.get(key, _MISSING)
+            if isinstance(value, types.FunctionType) and callable(getattr(type(self), key, None)):
+                value = types.MethodType(value, self)
+            self.__dict__[key] = value
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name}>"
