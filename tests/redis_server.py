@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ class RedisServer:
     """One redis-server process; `restart()` keeps the port and the data (AOF) dir."""
 
     def __init__(self, tmp_path: Path, password: str | None = None,
-                 appendonly: bool = True) -> None:
+                 appendonly: bool = True, unixsocket: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found; install it (apt-get install redis-server)")
@@ -32,6 +33,10 @@ class RedisServer:
         self.appendonly = appendonly
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        # A unix socket path must stay under ~100 bytes: pytest's tmp paths can be longer.
+        self.socket_path: Path | None = None
+        if unixsocket:
+            self.socket_path = Path(tempfile.mkdtemp(prefix="qr", dir="/tmp")) / "redis.sock"
 
     @property
     def url(self) -> str:
@@ -50,6 +55,8 @@ class RedisServer:
                 "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.socket_path is not None:
+            args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         wait_for(self._answers, 15, f"redis-server on port {self.port}")
@@ -96,3 +103,5 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+        if self.socket_path is not None:
+            shutil.rmtree(self.socket_path.parent, ignore_errors=True)

@@ -16,7 +16,7 @@ class ResultBackend(ABC):
 
     @abstractmethod
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
-        """Store the latest state of a task; it expires `ttl` seconds later (None: never)."""
+        """Store the latest state of a task, expiring `ttl` seconds later (None or <= 0: never)."""
 
     @abstractmethod
     def get(self, task_id: str) -> bytes | None:

@@ -197,7 +197,8 @@ class MemoryStore(Broker, ResultBackend):
     # -- result backend ----------------------------------------------------------------
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
         with self._cond:
-            expires = None if ttl is None else time.monotonic() + ttl
+            # None or <= 0 means never, as Celery reads result_expires
+            expires = None if not ttl or ttl <= 0 else time.monotonic() + ttl
             self._results[task_id] = (state, bytes(blob), expires)
             self._cond.notify_all()
 

@@ -48,7 +48,7 @@ class SqliteResults(ResultBackend):
     def _set(self, conn: sqlite3.Connection, task_id: str, state: str, blob: bytes,
              ttl: float | None) -> None:
         now = time.time()
-        expires = None if ttl is None else now + ttl
+        expires = None if not ttl or ttl <= 0 else now + ttl  # <= 0: never, as Celery
         conn.execute("INSERT INTO results (task_id, state, expires, blob) VALUES (?,?,?,?) "
                      "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
                      "expires = excluded.expires, blob = excluded.blob",

@@ -1,0 +1,21 @@
+-- set_result: store a task's latest state; a final state also wakes its waiters.
+-- KEYS[1] qmulti:result:{<task_id>}  string  state '\n' document, expiring with the result
+-- KEYS[2] qmulti:notify:{<task_id>}  list    the final document, for blocked wait() calls
+-- ARGV[1] state
+-- ARGV[2] document (bytes, stored as given)
+-- ARGV[3] result ttl in milliseconds, or '0' to keep it until forgotten
+-- ARGV[4] '1' when the state is final (SUCCESS, FAILURE, REVOKED)
+-- ARGV[5] notify list ttl in milliseconds (short: it only bridges get-then-block)
+-- A waiter rotates the notify list (BRPOPLPUSH into itself), so every waiter sees it.
+local value = ARGV[1] .. '\n' .. ARGV[2]
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], value)
+else
+  redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
+end
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[2])
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return 1

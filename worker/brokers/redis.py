@@ -1,0 +1,355 @@
+"""`redis://`: the production broker and result backend, in one class.
+
+Every state change of a message is one Lua script (`lua/*.lua`, each headed by its KEYS
+and ARGV); this module only picks keys and arguments and shapes the replies. Round
+trips per task on the hot path: claim 1 per batch, start 1, finish 1 (result + ack).
+
+Blocking without polling: each queue has a `wake` list that holds at most one token
+while its ready list may be non-empty (every script that adds to a ready list ensures
+the token; a claim that leaves messages behind passes it on). An idle consumer blocks
+in BLPOP on the wake lists, bounded by the next eta, then claims.
+
+Needs Redis >= 6.2 (LPOP with a count, float timeouts). Key layout: `redis_keys.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from worker.backends.base import ResultBackend
+from worker.brokers.base import (
+    DEFAULT_HEARTBEAT_EXPIRY,
+    DEFAULT_MAX_DELIVERIES,
+    Broker,
+    BrokerStats,
+    DeadLetter,
+    Delivery,
+    NodeRecord,
+)
+from worker.brokers.redis_conn import RedisLink
+from worker.brokers.redis_keys import (
+    NODEINFO,
+    NODES,
+    QUEUES,
+    REAPING,
+    QueueKeys,
+    notify_key,
+    result_key,
+)
+from worker.brokers.redis_url import parse_redis_url
+from worker.exceptions import BrokerConnectionError
+from worker.states import READY_STATES
+
+BLOCK_CHUNK = 5.0  # longest single blocking call: re-checks state, bounds a lost wake-up
+NOTIFY_TTL = 10.0  # seconds a final result waits in its notify list for a late waiter
+
+
+def _ttl_ms(ttl: float | None) -> str:
+    """Celery's meaning: None or 0 keeps the result until forgotten."""
+    if ttl is None or ttl <= 0:
+        return "0"
+    return str(max(1, int(ttl * 1000)))
+
+
+def _eta_arg(eta: float | None) -> str:
+    return "" if eta is None else repr(float(eta))
+
+
+class RedisStore(Broker, ResultBackend):
+    """Broker and result backend over one Redis server. Not thread-safe: one instance per
+    process (or thread); safe across fork, where the child makes its own connections."""
+
+    def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
+                 pool_limit: int | None = None, **options: Any) -> None:
+        self.url = url
+        self.max_deliveries = int(max_deliveries or DEFAULT_MAX_DELIVERIES)
+        connect_timeout = (options.get("connect_timeout") or options.get("connection_timeout")
+                           or options.get("broker_connection_timeout"))
+        self._link = RedisLink(parse_redis_url(url), pool_limit, connect_timeout,
+                               options.get("socket_timeout"))
+        self._keys: dict[str, QueueKeys] = {}
+        self._registered: set[str] = set()  # queues this process added to QUEUES
+        self._pid = os.getpid()
+        # Claim bookkeeping for lost replies: a claim script may have run although its
+        # reply never arrived. The next claim of that consumer gives back its leases that
+        # are not among the ones it holds (`_held`: mid -> (queue, node_id, consumer)).
+        self._held: dict[str, tuple[str, str, str]] = {}
+        self._in_doubt: set[tuple[str, str, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._link.target.masked!r})"
+
+    def _queue(self, queue: str) -> QueueKeys:
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys.of(queue)
+        if queue not in self._registered:
+            # Registered before first use, so release/stats/requeue always find it.
+            self._link.call("SADD", QUEUES, queue)
+            self._registered.add(queue)
+        return keys
+
+    def _queues(self) -> list[str]:
+        return sorted(q.decode() for q in self._link.call("SMEMBERS", QUEUES))
+
+    def _forget_held(self, mids: Sequence[str]) -> None:
+        for mid in mids:
+            self._held.pop(mid, None)
+
+    # -- producing -----------------------------------------------------------------------
+    def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
+        k = self._queue(queue)
+        self._link.script("publish", (k.msgs, k.ready, k.scheduled, k.wake),
+                          (mid, body, _eta_arg(eta)))
+
+    # -- consuming -----------------------------------------------------------------------
+    def claim(self, queues: Sequence[str], node_id: str, consumer: str, limit: int,
+              timeout: float) -> list[Delivery]:
+        if os.getpid() != self._pid:  # bookkeeping of the parent is not ours
+            self._pid, self._held, self._in_doubt = os.getpid(), {}, set()
+        if not queues or limit <= 0:
+            return []
+        deadline = time.monotonic() + max(timeout, 0.0)
+        wakes = [self._queue(q).wake for q in queues]
+        while True:
+            out, wait = self._claim_once(queues, node_id, consumer, limit)
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
+                return out
+            block = min(remaining, BLOCK_CHUNK, BLOCK_CHUNK if wait is None else wait)
+            block = max(block, 0.001)  # BLPOP reads 0 as "forever"
+            self._link.call("BLPOP", *wakes, f"{block:.3f}",
+                            read_timeout=block + self._link.socket_timeout)
+
+    def _claim_once(self, queues: Sequence[str], node_id: str, consumer: str,
+                    limit: int) -> tuple[list[Delivery], float | None]:
+        """One claim script per queue, in order, until `limit`; also the shortest wait
+        until a scheduled message of these queues is due."""
+        out: list[Delivery] = []
+        wait: float | None = None
+        for queue in queues:
+            if len(out) >= limit:
+                break
+            k = self._queue(queue)
+            who = (queue, node_id, consumer)
+            args: list[Any] = [node_id, consumer, limit - len(out), self.max_deliveries]
+            if who in self._in_doubt:
+                args.append("1")
+                args.extend(m for m, h in self._held.items() if h == who)
+            else:
+                args.append("0")
+            try:
+                reply = self._link.script("claim", k.claim, args)
+            except BrokerConnectionError:
+                self._in_doubt.add(who)
+                raise
+            self._in_doubt.discard(who)
+            if reply[0]:
+                due = float(reply[0])
+                wait = due if wait is None else min(wait, due)
+            for i in range(1, len(reply), 3):
+                mid = reply[i].decode()
+                out.append(Delivery(mid, queue, reply[i + 1], int(reply[i + 2])))
+                self._held[mid] = who
+        return out, wait
+
+    def begin(self, delivery: Delivery) -> None:
+        k = self._queue(delivery.queue)
+        self._link.script("begin", (k.msgs, k.deliveries), (delivery.mid,))
+
+    def _by_queue(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for d in deliveries:
+            groups.setdefault(d.queue, []).append(d.mid)
+        return groups
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        commands = []
+        for queue, mids in self._by_queue(deliveries).items():
+            k = self._queue(queue)
+            commands.append(self._link.eval_command("ack", (k.msgs, k.deliveries, k.leased),
+                                                    mids))
+        self._link.pipeline(commands)
+        self._forget_held([d.mid for d in deliveries])
+
+    def nack(self, deliveries: Sequence[Delivery]) -> None:
+        commands = []
+        for queue, mids in self._by_queue(deliveries).items():
+            k = self._queue(queue)
+            commands.append(self._link.eval_command("nack", k.give_back, mids))
+        self._link.pipeline(commands)
+        self._forget_held([d.mid for d in deliveries])
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        k = self._queue(delivery.queue)
+        self._link.script("dead_letter", k.dead_letter, (delivery.mid, reason))
+        self._forget_held([delivery.mid])
+
+    def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
+                   eta: float | None) -> None:
+        if queue != delivery.queue:  # two hash tags: publish first, then ack (base order)
+            super().reschedule(delivery, queue, mid, body, eta)
+            return
+        k = self._queue(queue)
+        self._link.script("reschedule",
+                          (k.msgs, k.deliveries, k.leased, k.ready, k.scheduled, k.wake),
+                          (delivery.mid, mid, body, _eta_arg(eta)))
+        self._forget_held([delivery.mid])
+
+    # -- the result path: one round trip each when this store is also the backend -------
+    def start(self, delivery: Delivery, task_id: str, meta: bytes,
+              backend: ResultBackend | None, ttl: float | None) -> None:
+        if backend is not self:
+            super().start(delivery, task_id, meta, backend, ttl)
+            return
+        k = self._queue(delivery.queue)
+        self._link.script("start", (k.msgs, k.deliveries, result_key(task_id)),
+                          (delivery.mid, "STARTED", meta, _ttl_ms(ttl)))
+
+    def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
+               backend: ResultBackend | None, ttl: float | None) -> None:
+        if backend is not self or meta is None:
+            super().finish(delivery, task_id, state, meta, backend, ttl)
+            return
+        k = self._queue(delivery.queue)
+        self._link.script(
+            "finish",
+            (k.msgs, k.deliveries, k.leased, result_key(task_id), notify_key(task_id)),
+            (delivery.mid, state, meta, _ttl_ms(ttl), "1" if state in READY_STATES else "0",
+             _ttl_ms(min(NOTIFY_TTL, ttl) if ttl and ttl > 0 else NOTIFY_TTL)),
+        )
+        self._forget_held([delivery.mid])
+
+    # -- nodes and leases ----------------------------------------------------------------
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
+        self._link.script("heartbeat", (NODES, NODEINFO),
+                          (node_id, json.dumps(dict(info), default=str)))
+
+    def _give_back(self, selectors: Sequence[tuple[str, str, str]]) -> int:
+        """Run give_back.lua on every known queue in one round trip (atomic per queue)."""
+        flat = [part for sel in selectors for part in sel]
+        commands = [self._link.eval_command("give_back", self._queue(q).give_back, flat)
+                    for q in self._queues()]
+        return sum(int(n) for n in self._link.pipeline(commands))
+
+    def release(self, node_id: str, consumer: str | None = None) -> int:
+        count = self._give_back([(node_id, consumer or "", "")])
+        for mid, (_, node, cons) in list(self._held.items()):
+            if node == node_id and consumer in (None, cons):
+                del self._held[mid]
+        return count
+
+    def unregister(self, node_id: str) -> None:
+        self._link.script("unregister", (NODES, NODEINFO), (node_id,))
+
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+        reaping = self._link.script("reap_nodes", (NODES, NODEINFO, REAPING), (repr(expiry),))
+        if not reaping:
+            return 0
+        pairs = [(reaping[i].decode(), reaping[i + 1].decode())
+                 for i in range(0, len(reaping), 2)]
+        count = self._give_back([(node, "", judged) for node, judged in pairs])
+        # Only now, with every queue done, may the nodes be forgotten (see reap_nodes.lua).
+        self._link.script("forget_reaped", (REAPING,),
+                          [part for pair in pairs for part in pair])
+        return count
+
+    # -- inspection ----------------------------------------------------------------------
+    def stats(self) -> BrokerStats:
+        queues = self._queues()
+        commands: list[Sequence[Any]] = []
+        for queue in queues:
+            k = self._queue(queue)
+            commands += [
+                self._link.eval_command("promote", (k.scheduled, k.ready, k.wake), ()),
+                ("LLEN", k.ready), ("ZCARD", k.scheduled), ("HLEN", k.leased),
+                ("ZCARD", k.dead),
+            ]
+        commands += [("ZRANGE", NODES, 0, -1, "WITHSCORES"), ("HGETALL", NODEINFO)]
+        replies = self._link.pipeline(commands)
+        depth: dict[str, int] = {}
+        scheduled = leased = dead = 0
+        for i, queue in enumerate(queues):
+            _, ready, sched, held, gone = replies[5 * i: 5 * i + 5]
+            depth[queue] = int(ready)
+            scheduled += int(sched)
+            leased += int(held)
+            dead += int(gone)
+        beats, flat = replies[-2], replies[-1]
+        infos = dict(zip(flat[::2], flat[1::2], strict=True))
+        nodes = []
+        for i in range(0, len(beats), 2):
+            raw = infos.get(beats[i])
+            nodes.append(NodeRecord(beats[i].decode(), float(beats[i + 1]),
+                                    json.loads(raw) if raw else {}))
+        return BrokerStats(depth, scheduled, leased, dead, nodes)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        queues = self._queues()
+        if not queues or limit <= 0:
+            return []
+        listed = self._link.pipeline(
+            [("ZRANGE", self._queue(q).dead, 0, limit - 1, "WITHSCORES") for q in queues])
+        found = sorted((float(mids[i + 1]), q, mids[i].decode())
+                       for q, mids in zip(queues, listed, strict=True)
+                       for i in range(0, len(mids), 2))
+        found = found[:limit]
+        commands: list[Sequence[Any]] = []
+        for _, queue, mid in found:
+            k = self._queue(queue)
+            commands += [("HGET", k.dead_reason, mid), ("HGET", k.dead_body, mid)]
+        details = self._link.pipeline(commands)
+        return [DeadLetter(mid, queue, (details[2 * i] or b"").decode(), details[2 * i + 1]
+                           or b"") for i, (_, queue, mid) in enumerate(found)]
+
+    def purge(self, queue: str) -> int:
+        k = self._queue(queue)
+        return int(self._link.script("purge", (k.ready, k.msgs, k.deliveries), ()))
+
+    def close(self) -> None:
+        self._link.close()
+
+    # -- result backend ------------------------------------------------------------------
+    def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
+        final = state in READY_STATES
+        notify_ttl = min(NOTIFY_TTL, ttl) if ttl and ttl > 0 else NOTIFY_TTL
+        self._link.script("set_result", (result_key(task_id), notify_key(task_id)),
+                          (state, blob, _ttl_ms(ttl), "1" if final else "0",
+                           _ttl_ms(notify_ttl)))
+
+    def _lookup(self, task_id: str) -> tuple[str, bytes] | None:
+        value = self._link.call("GET", result_key(task_id))
+        if value is None:
+            return None
+        state, _, blob = value.partition(b"\n")
+        return state.decode(), blob
+
+    def get(self, task_id: str) -> bytes | None:
+        found = self._lookup(task_id)
+        return None if found is None else found[1]
+
+    def wait(self, task_id: str, timeout: float | None) -> bytes | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        notify = notify_key(task_id)
+        while True:
+            found = self._lookup(task_id)
+            if found is not None and found[0] in READY_STATES:
+                return found[1]
+            block = BLOCK_CHUNK
+            if deadline is not None:
+                block = min(block, deadline - time.monotonic())
+                if block <= 0:
+                    return None
+            block = max(block, 0.001)
+            # Rotating the list into itself leaves the document for every other waiter.
+            doc = self._link.call("BRPOPLPUSH", notify, notify, f"{block:.3f}",
+                                  read_timeout=block + self._link.socket_timeout)
+            if doc is not None:
+                return doc
+
+    def forget(self, task_id: str) -> None:
+        self._link.call("DEL", result_key(task_id), notify_key(task_id))

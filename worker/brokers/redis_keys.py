@@ -1,0 +1,60 @@
+"""Key names of the Redis store, in one place.
+
+Everything of one queue shares the hash tag `{qmulti:<queue>}`, so each queue script
+touches one slot (open to Redis Cluster later). The node registry shares `{qmulti}`.
+A result and its notify list share `{<task_id>}`. Only `start.lua` and `finish.lua`
+span two tags (queue and task): that is the one-round-trip fast path on one server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUEUES = "{qmulti}:queues"  # set of every queue ever published to or claimed from
+NODES = "{qmulti}:nodes"  # zset node_id -> last heartbeat (server time, seconds)
+NODEINFO = "{qmulti}:nodeinfo"  # hash node_id -> info JSON
+REAPING = "{qmulti}:reaping"  # zset node_id -> judged dead at (microseconds)
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue."""
+
+    ready: str  # list of mids, head = next
+    scheduled: str  # zset mid -> eta
+    msgs: str  # hash mid -> body
+    deliveries: str  # hash mid -> times begun
+    leased: str  # hash mid -> claim stamp, node_id, consumer
+    wake: str  # list holding at most one token: "ready may be non-empty"
+    dead: str  # zset mid -> dead-lettered at (microseconds)
+    dead_reason: str  # hash mid -> reason
+    dead_body: str  # hash mid -> body
+
+    @classmethod
+    def of(cls, queue: str) -> QueueKeys:
+        tag = f"{{qmulti:{queue}}}"
+        return cls(*(f"{tag}:{part}" for part in (
+            "ready", "scheduled", "msgs", "deliveries", "leased", "wake",
+            "dead", "dead:reason", "dead:body")))
+
+    @property
+    def claim(self) -> tuple[str, ...]:
+        return (self.ready, self.scheduled, self.msgs, self.deliveries, self.leased,
+                self.wake, self.dead, self.dead_reason, self.dead_body)
+
+    @property
+    def give_back(self) -> tuple[str, ...]:
+        return (self.leased, self.ready, self.wake)
+
+    @property
+    def dead_letter(self) -> tuple[str, ...]:
+        return (self.msgs, self.deliveries, self.leased, self.dead, self.dead_reason,
+                self.dead_body)
+
+
+def result_key(task_id: str) -> str:
+    return f"qmulti:result:{{{task_id}}}"
+
+
+def notify_key(task_id: str) -> str:
+    return f"qmulti:notify:{{{task_id}}}"
