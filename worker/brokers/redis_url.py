@@ -1,18 +1,18 @@
-"""Redis URLs into redis-py connection settings, checked before any connection is made.
+"""Redis URLs into connection settings, checked before any connection is made.
 
 Parsing is pure (no I/O) so a malformed URL fails at start with exit 78 and the same
-message on every host. Every message shows the URL through `mask_url`.
+message on every host. Every message shows the URL through `mask_url`. Neither redis-py
+nor `ssl` is imported here: every process of a node parses its URL, and those two cost
+~20 MiB each process (see resp.py).
 """
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
-
+from worker.brokers.resp import Endpoint
 from worker.exceptions import ConfigError
 from worker.urls import mask_url
 
@@ -20,22 +20,43 @@ DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 6379
 _SOCKET_SCHEMES = frozenset({"redis+socket", "unix"})
 _TCP_SCHEMES = frozenset({"redis", "rediss"})
+# ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED (ints by the ssl module's contract; they
+# compare equal to its enum), spelled out so that parsing a redis:// URL never loads ssl.
 _CERT_REQS = {
-    "none": ssl.CERT_NONE, "cert_none": ssl.CERT_NONE,
-    "optional": ssl.CERT_OPTIONAL, "cert_optional": ssl.CERT_OPTIONAL,
-    "required": ssl.CERT_REQUIRED, "cert_required": ssl.CERT_REQUIRED,
+    "none": 0, "cert_none": 0,
+    "optional": 1, "cert_optional": 1,
+    "required": 2, "cert_required": 2,
 }
 _SSL_PATHS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_TRANSPORTS = ("tcp", "tls", "unix")
 
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Where a Redis store lives, as redis-py wants it, plus how to name it to people."""
+    """Where a Redis store lives, plus how to name it to people.
 
-    connection_class: type[Connection] | type[UnixDomainSocketConnection]
+    `kwargs` keeps redis-py's keyword names (host, port, path, db, username, password,
+    ssl_*), so a tool or test can still hand them to redis-py; our client reads them
+    through `endpoint`.
+    """
+
+    transport: str  # one of _TRANSPORTS
     kwargs: dict[str, Any] = field(repr=False)  # holds the password: never shown
     where: str = ""  # "host:port" or the socket path, for error messages
     masked: str = ""  # the URL with the password masked
+
+    def endpoint(self, connect_timeout: float, socket_timeout: float) -> Endpoint:
+        """The settings of our own client (worker/brokers/resp.py)."""
+        return Endpoint(tls=self.transport == "tls", connect_timeout=connect_timeout,
+                        socket_timeout=socket_timeout, **self.kwargs)
+
+    @property
+    def connection_class(self) -> type:
+        """The redis-py connection class for this URL, for code that still talks through
+        redis-py (tests, tools); imported here only, never on the runtime path."""
+        from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+        return {"tcp": Connection, "tls": SSLConnection,
+                "unix": UnixDomainSocketConnection}[self.transport]
 
 
 def parse_redis_url(url: str) -> RedisTarget:
@@ -66,16 +87,16 @@ def parse_redis_url(url: str) -> RedisTarget:
                               "as redis+socket:///run/redis/redis.sock")
         db_text = query.pop("db", None) or query.pop("virtual_host", None) or "0"
         kwargs["path"] = path
-        connection_class: Any = UnixDomainSocketConnection
+        transport = "unix"
         where = path
     elif scheme in _TCP_SCHEMES:
         db_text = parts.path.lstrip("/") or query.pop("db", None) or \
             query.pop("virtual_host", None) or "0"
         kwargs.update(host=host, port=port)
         where = f"{host}:{port}"
-        connection_class = Connection
+        transport = "tcp"
         if scheme == "rediss":
-            connection_class = SSLConnection
+            transport = "tls"
             kwargs.update(_ssl_options(query, masked))
     else:
         raise ConfigError(f"bad redis URL {masked!r}: the scheme must be redis://, "
@@ -86,7 +107,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         raise ConfigError(f"bad redis URL {masked!r}: the database must be a number, "
                           f"got {db_text!r}")
     kwargs["db"] = int(db_text)
-    return RedisTarget(connection_class, kwargs, where, masked)
+    return RedisTarget(transport, kwargs, where, masked)
 
 
 def _ssl_options(query: dict[str, str], masked: str) -> dict[str, Any]:
