@@ -5,6 +5,12 @@ so two apps in one process never share connections, tasks or settings. Connectio
 are made on first use and remembered together with the pid that made them: a forked
 pool child that touches `app.broker` gets its own connection instead of sharing the
 parent's socket or SQLite handle (which corrupts both).
+
+`delay()` is the producer's hot path, so it does no work that only settings decide:
+a task's content type and (without router functions) its queue are resolved once and
+kept on the task with the `conf.generation` they were resolved under, and the
+connections are kept with the pid, generation and environment overrides they were made
+under; one identity test per `delay()` finds either still valid, without the lock.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from worker.backends import ResultBackend, create_backend
 from worker.brokers import Broker, create_broker
 from worker.config import Config, Settings
 from worker.exceptions import ConfigError, ContentDisallowed, NotRegistered
-from worker.protocol import Envelope, encode_envelope, new_id, normalize_content_type
+from worker.protocol import encode_message, new_id, normalize_content_type
 from worker.result import AsyncResult, ResultCache
 from worker.routing import Router, annotations_for, parse_rate
 from worker.task import Task
@@ -50,6 +56,10 @@ class App:
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
         self._conn_key: tuple[Any, ...] | None = None
+        # (pid, conf.generation, env overrides, (broker, backend)): the connections may be
+        # used without the lock while all three still hold (see `_connections`).
+        self._fast: tuple[int, object, tuple[str | None, ...],
+                          tuple[Broker, ResultBackend]] | None = None
         # Connections inherited through fork: kept referenced, never closed, because
         # garbage-collecting a SQLite handle in the child would close its file and drop
         # the child's own POSIX locks on the same database.
@@ -113,6 +123,9 @@ class App:
 
     @property
     def result_cache(self) -> ResultCache:
+        cache = self._result_cache
+        if cache is not None:
+            return cache
         with self._lock:
             if self._result_cache is None:
                 self._result_cache = ResultCache(self.conf.result_cache_max)
@@ -171,17 +184,58 @@ class App:
                     "(add it to imports/include, or pass check=False to send by name only)")
         args = _as_args(args, name)
         kwargs = _as_kwargs(kwargs, name)
-        env_options = self._envelope_options(options)
-        ct = self._content_type(serializer, task)
-        queue = queue or self._route(name, args, kwargs, task)
-        env = Envelope(
-            id=task_id or new_id(), task=name, args=args, kwargs=kwargs, queue=queue,
-            eta=self._eta(countdown, eta), expires=self._expires(expires), retries=retries,
-            ct=ct, options=env_options,
-        )
-        body = encode_envelope(env)  # SerializationError here: nothing published
-        self.broker.publish(env.queue, env.mid, body, env.eta)
-        return AsyncResult(env.id, app=self, task_name=name)
+        env_options = self._envelope_options(options) if options else {}
+        plan = None if task is None else self._plan(task)
+        if serializer is None and plan is not None and plan[3] is not None:
+            ct = plan[3]
+        else:
+            ct = self._content_type(serializer, task)
+        if not queue:
+            routed = None if plan is None else plan[4]
+            queue = routed if routed is not None else self._route(name, args, kwargs, task)
+        when = None if countdown is None and eta is None else self._eta(countdown, eta)
+        expires_at = None if expires is None else self._expires(expires)
+        if task_id:
+            mid = new_id()  # the caller's id may have been published before
+        else:
+            # An id made here has never been published: it can be this first publish's
+            # message id too (a retry republishes under a new one), saving one uuid.
+            task_id = mid = new_id()
+        body = encode_message(mid, task_id, name, args, kwargs, queue, when, expires_at,
+                              retries, ct, env_options)  # SerializationError: nothing sent
+        self.broker.publish(queue, mid, body, when)
+        return AsyncResult(task_id, app=self, task_name=name)
+
+    def _plan(self, task: Task) -> tuple[Any, ...]:
+        """`(generation, task.queue, task.serializer, content type, queue)` for `task`,
+        resolved again only when the settings or those two attributes have changed.
+
+        A part that fails to resolve (or whose queue a router function must decide) is
+        None, and `send_task` resolves it per call, so it raises exactly where and when
+        it did before this cache: only for a call that needs it."""
+        plan = task._publish_plan
+        # Read before anything it covers (see Config.generation): a concurrent change
+        # can make a plan stale, never wrongly current.
+        generation = self.conf.generation
+        if (plan is not None and plan[0] is generation and plan[1] is task.queue
+                and plan[2] is task.serializer):
+            return plan
+        own_queue, own_serializer = task.queue, task.serializer
+        try:
+            ct: str | None = self._content_type(own_serializer, task)
+        except Exception:
+            ct = None
+        queue: str | None = None
+        try:
+            router = self.router
+            if router.by_name_only:
+                route = router.route(task.name, task=task)
+                queue = str(route.get("queue") or own_queue or self.conf.task_default_queue)
+        except Exception:
+            queue = None
+        plan = (generation, own_queue, own_serializer, ct, queue)
+        task._publish_plan = plan
+        return plan
 
     def _envelope_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(options) - _IGNORED_OPTIONS - set(_PER_CALL_LIMITS)
@@ -239,14 +293,24 @@ class App:
 
     # -- connections -----------------------------------------------------------------------
     def _connections(self) -> tuple[Broker, ResultBackend]:
+        fast = self._fast
+        if (fast is not None and fast[0] == os.getpid() and fast[1] is self.conf.generation
+                and fast[2] == self.conf.env_overrides()):
+            return fast[3]
+        return self._connect()
+
+    def _connect(self) -> tuple[Broker, ResultBackend]:
+        """The slow path: (re)connect if this process or the settings changed."""
         conf = self.conf
         pid = os.getpid()
         if self._lock_pid != pid:
             self._new_lock(pid)
+        generation, env = conf.generation, conf.env_overrides()  # before what they cover
         key = (pid, conf.broker_url, conf.result_backend, conf.broker_max_deliveries,
                conf.broker_pool_limit)
         with self._lock:
             if self._conn_key != key:
+                self._fast = None
                 if self._conn_key is not None and self._conn_key[0] == key[0]:
                     self._close()  # settings changed in this process: the old ones are ours
                 else:
@@ -260,7 +324,9 @@ class App:
                     raise
                 self._broker, self._backend, self._conn_key = broker, backend, key
             assert self._broker is not None and self._backend is not None
-            return self._broker, self._backend
+            pair = (self._broker, self._backend)
+            self._fast = (pid, generation, env, pair)
+            return pair
 
     @property
     def broker(self) -> Broker:
@@ -280,6 +346,7 @@ class App:
         with self._lock:
             if self._conn_key is not None and self._conn_key[0] != os.getpid():
                 self._forget_inherited()
+            self._fast = None
             self._broker = self._backend = None
             self._conn_key = None
             self._result_cache = None
@@ -289,9 +356,11 @@ class App:
         exist here; the child (single-threaded at that point) starts with a fresh one."""
         self._lock = threading.RLock()
         self._lock_pid = pid
+        self._fast = None
         self._result_cache = None
 
     def _forget_inherited(self) -> None:
+        self._fast = None
         self._inherited.extend(c for c in (self._broker, self._backend) if c is not None)
         self._broker = self._backend = None
 
@@ -302,6 +371,7 @@ class App:
                 self._close()
             else:
                 self._forget_inherited()
+            self._fast = None
             self._broker = self._backend = None
             self._conn_key = None
 
@@ -360,6 +430,8 @@ def _as_args(args: Any, name: str) -> tuple[Any, ...]:
 def _as_kwargs(kwargs: Any, name: str) -> dict[str, Any]:
     if kwargs is None:
         return {}
+    if type(kwargs) is dict:  # the usual case, without the slower ABC check
+        return dict(kwargs)
     if isinstance(kwargs, Mapping):
         return dict(kwargs)
     raise TypeError(f"{name}: kwargs must be a dict, got {type(kwargs).__name__}")

@@ -9,6 +9,11 @@ Precedence, lowest first (as Celery's, so a Celery user's expectations hold):
 4. `QMULTI_BROKER_URL` / `QMULTI_RESULT_BACKEND` from the environment, read at each
    access, so an env file wins over anything in code.
 
+Every change replaces `conf.generation`, an opaque token, so that the App can keep what
+it derives from settings (a task's queue and content type, its connections) and check
+with one identity test per `delay()` that nothing changed since. The environment is not
+part of the token: `env_overrides()` gives the raw values to compare cheaply.
+
 The node never reads this mutable object: it reads `conf.freeze()`, an immutable
 `Settings` snapshot, so a setting cannot change under a running node.
 """
@@ -24,7 +29,15 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from worker.exceptions import ConfigError, ImproperlyConfigured
-from worker.settings_table import BY_NAME, BY_SPELLING, TABLE, Setting, coerce, lookup
+from worker.settings_table import (
+    BY_NAME,
+    BY_SPELLING,
+    ENV_VARS,
+    TABLE,
+    Setting,
+    coerce,
+    lookup,
+)
 from worker.urls import mask_url
 
 logger = logging.getLogger("worker.config")
@@ -127,8 +140,22 @@ class Config(_Lookup):
         object.__setattr__(self, "_extra", {})
         object.__setattr__(self, "_warned", set())
         object.__setattr__(self, "_on_change", on_change)
+        object.__setattr__(self, "_generation", object())
 
     # -- reading -------------------------------------------------------------------------
+    @property
+    def generation(self) -> object:
+        """A token replaced by every change (`update`, `conf.x = ...`, `load_object`).
+
+        Replaced after the change is made and before `on_change` runs, so a value read
+        after fetching the token is never older than the token says."""
+        return self._generation
+
+    @staticmethod
+    def env_overrides() -> tuple[str | None, ...]:
+        """The raw environment overrides now; compare it to detect an env change."""
+        return tuple(map(os.environ.get, ENV_VARS))
+
     def _value(self, name: str) -> Any:
         setting = BY_NAME[name]
         if setting.env:
@@ -239,6 +266,7 @@ class Config(_Lookup):
         logger.warning("unknown setting %s in %s is ignored%s", key, what, hint)
 
     def _notify(self) -> None:
+        object.__setattr__(self, "_generation", object())
         if self._on_change is not None:
             self._on_change()
 

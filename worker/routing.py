@@ -87,6 +87,9 @@ class Router:
             entry if callable(entry) and not isinstance(entry, Mapping) else _Table(entry)
             for entry in routes
         ]
+        # Without router functions a name alone decides the route, so the App may
+        # resolve a task's queue once instead of on every publish.
+        self.by_name_only = all(isinstance(e, _Table) for e in self._entries)
 
     def route(self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
               options: Mapping[str, Any] | None = None, task: Any = None) -> dict[str, Any]:

@@ -235,6 +235,9 @@ BY_NAME: Mapping[str, Setting] = MappingProxyType({s.name: s for s in TABLE})
 BY_SPELLING: Mapping[str, Setting] = MappingProxyType(
     {spelling: s for s in TABLE for spelling in s.spellings})
 
+# The environment variables that override settings (see Setting.env), in table order.
+ENV_VARS: tuple[str, ...] = tuple(s.env for s in TABLE if s.env)
+
 
 def lookup(key: str) -> Setting | None:
     """The setting a key names in any accepted spelling, or None."""

@@ -119,6 +119,9 @@ class Task:
     autoretry_for: tuple[type[BaseException], ...]
     retry_kwargs: dict[str, Any] | None
     typing: bool
+    # What the app resolved for publishing this task, and under which settings
+    # (`App._plan`); a class default so subclasses that skip __init__ still work.
+    _publish_plan: tuple[Any, ...] | None = None
 
     def __init__(self, fun: Callable[..., Any], app: App, name: str, **options: Any) -> None:
         self.run = fun
@@ -190,6 +193,10 @@ class Task:
         if not isinstance(args, (list, tuple, type(None))) or not isinstance(
                 kwargs, (dict, type(None))):
             return  # send_task explains what args and kwargs must be
+        if not kwargs:
+            arity = self._positional_arity
+            if arity is not None and arity[0] <= len(args or ()) <= arity[1]:
+                return  # the common delay(x, y): no need to build a BoundArguments
         sig = self._signature
         if sig is None:
             return
@@ -208,6 +215,29 @@ class Task:
             return inspect.signature(self.run)
         except (TypeError, ValueError):  # builtins and some C callables have none
             return None
+
+    @functools.cached_property
+    def _positional_arity(self) -> tuple[int, float] | None:
+        """(fewest, most) positional arguments a call with no keywords may pass, or None
+        when the signature needs `Signature.bind` to judge (a required keyword-only
+        parameter). Counts `self` for a bound task, as `sig.bind` sees it."""
+        sig = self._signature
+        if sig is None:
+            return None
+        fewest, most = 0, 0.0
+        for param in sig.parameters.values():
+            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                most += 1
+                if param.default is param.empty:
+                    fewest = int(most)
+            elif param.kind is param.VAR_POSITIONAL:
+                most = float("inf")
+            elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
+                return None
+        skip = 1 if self.bind else 0
+        if most < skip:
+            return None  # bind=True on a function without `self`: let bind() say so
+        return max(fewest - skip, 0), most - skip
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id)
