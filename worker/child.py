@@ -1,0 +1,355 @@
+"""A consumer: the claim -> execute loop, and the body of a prefork pool child around it.
+
+Each consumer claims for itself (its own broker connection, batches of the prefetch
+multiplier) and tells the node main process what it runs through a status pipe:
+`B <mid> <queue> <task_id> <time_limit|-> <name>` when a task begins, `E` when its
+outcome is stored. The main process uses those lines for hard time limits, titles
+and counts; it never touches messages itself.
+
+Warm stop: the node sends SIGUSR2 (prefork) or calls `request_stop` (threads). An
+idle consumer blocked in `claim` leaves at once (the handler raises `WarmStop`); a
+busy one finishes its task, gives back its unstarted prefetched messages and leaves.
+Whatever a dying consumer still holds, the main process releases after reaping it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from worker import logs, proctitle, protocol
+from worker.brokers.base import Broker, Delivery
+from worker.exceptions import BrokerError, SoftTimeLimitExceeded
+from worker.execute import Hooks, RateLimiter, Running, Runtime, execute
+
+# Longest a consumer blocks in claim: bounds how late a threads-pool consumer notices
+# a stop request (prefork children are interrupted at once by SIGUSR2).
+CLAIM_TIMEOUT = 1.0
+PR_SET_PDEATHSIG = 1
+
+
+class WarmStop(BaseException):
+    """Raised by the SIGUSR2 handler in an idle child; BaseException so that no
+    `except Exception` in broker code swallows it."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What every consumer of a node shares."""
+
+    node: str  # w1@host
+    node_id: str
+    queues: Sequence[str]
+    prefetch: int
+    max_tasks: int | None = None
+    max_memory_kib: int | None = None
+    concurrency: int = 1  # rate limits are shared out between the consumers
+
+
+class Consumer:
+    """Claims and runs tasks until stopped or recycled; returns why it left.
+
+    The claimed batch waits in `pending` (guarded by `lock`, never taken in a signal
+    handler) so that a stop request can give the unstarted part back at once, from
+    another thread, while the current task still runs."""
+
+    def __init__(self, spec: ConsumerSpec, name: str, rt: Runtime, hooks: Hooks,
+                 interruptible: bool, wake_fd: int | None = None) -> None:
+        self.spec = spec
+        self.name = name
+        self.rt = rt
+        self.hooks = hooks
+        self.interruptible = interruptible
+        self.wake_fd = wake_fd  # the give-back thread's pipe (prefork children)
+        self.stop_requested = False
+        self.idle = False
+        self.done = 0
+        self.exit_code = 0
+        self.lock = threading.Lock()
+        self.pending: list[Delivery] = []
+
+    def request_stop(self, *_: Any) -> None:
+        """Signal handler (prefork) or a call from the main thread (threads)."""
+        self.stop_requested = True
+        if self.wake_fd is not None:
+            try:
+                os.write(self.wake_fd, b"x")
+            except OSError:
+                pass
+        if self.interruptible and self.idle:
+            raise WarmStop()
+
+    def give_back_pending(self, broker: Broker) -> int:
+        """Nack the claimed but unstarted messages now (warm stop)."""
+        with self.lock:
+            rest, self.pending = self.pending, []
+            if rest:
+                broker.nack(rest)
+        if rest:
+            self.rt.log.info("Consumer %s gave back %d prefetched message(s)", self.name,
+                             len(rest))
+        return len(rest)
+
+    def run(self) -> str:
+        delay = 0.1
+        log = self.rt.log
+        while not self.stop_requested:
+            self.idle = True
+            try:
+                if self.stop_requested:
+                    break
+                batch = self.rt.broker.claim(self.spec.queues, self.spec.node_id, self.name,
+                                             self.spec.prefetch, CLAIM_TIMEOUT)
+            except BrokerError as exc:
+                self.idle = False
+                log.warning("Consumer %s: broker error while claiming (%s); retrying in "
+                            "%.1fs", self.name, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            finally:
+                self.idle = False
+            delay = 0.1
+            with self.lock:
+                self.pending = list(batch)
+            reason = self._run_pending()
+            if reason:
+                return reason
+        return "stop"
+
+    def _run_pending(self) -> str | None:
+        while True:
+            with self.lock:
+                if self.stop_requested or not self.pending:
+                    break
+                delivery = self.pending.pop(0)
+            execute(self.rt, delivery, self.hooks)
+            self.done += 1
+            reason = self._recycle_reason()
+            if reason:
+                self.give_back_pending(self.rt.broker)
+                return reason
+        if self.stop_requested:
+            self.give_back_pending(self.rt.broker)
+            return "stop"
+        return None
+
+    def _recycle_reason(self) -> str | None:
+        spec = self.spec
+        if spec.max_tasks and self.done >= spec.max_tasks:
+            return f"max tasks per child ({spec.max_tasks}) reached"
+        if spec.max_memory_kib:
+            rss = rss_kib()
+            if rss > spec.max_memory_kib:
+                return f"memory {rss} KiB over max memory per child ({spec.max_memory_kib} KiB)"
+        return None
+
+
+def _give_back_thread(consumer: Consumer, wake_r: int, make_broker: Callable[[], Broker]) -> None:
+    """In a prefork child: wait for the stop request, then give back the prefetched
+    messages with a connection of our own while the main thread finishes its task."""
+    try:
+        os.read(wake_r, 1)
+    except OSError:
+        return
+    try:
+        broker = make_broker()
+        consumer.give_back_pending(broker)
+    except Exception as exc:  # the node releases them when this child is reaped anyway
+        consumer.rt.log.warning("Consumer %s could not give back its prefetched messages "
+                                "early (%s); they go back when it exits", consumer.name, exc)
+
+
+def rss_kib() -> int:
+    """Current resident set size, not the peak: a fresh child must not inherit a verdict."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return int(psutil.Process().memory_info().rss // 1024)
+
+
+class PipeHooks:
+    """Report begin/end on a status pipe; in a prefork child also set the title and arm
+    the soft time limit (SIGALRM works only in a process's main thread)."""
+
+    def __init__(self, fd: int, node: str, index: int, in_process: bool) -> None:
+        self.fd = fd
+        self.node = node
+        self.index = index
+        self.in_process = in_process
+
+    def _write(self, line: str) -> None:
+        os.write(self.fd, line.encode("utf-8", "replace") + b"\n")
+
+    def begin(self, running: Running) -> None:
+        limit = "-" if running.time_limit is None else f"{running.time_limit:g}"
+        self._write(f"B {running.mid} {running.queue} {running.task_id} {limit} "
+                    f"{running.name}")
+        if self.in_process:
+            proctitle.set_title(proctitle.child_title(self.node, self.index, running.name,
+                                                      running.task_id))
+            if running.soft_time_limit:
+                signal.setitimer(signal.ITIMER_REAL, running.soft_time_limit)
+
+    def returned(self) -> None:
+        if self.in_process:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def end(self) -> None:
+        self._write("E")
+        if self.in_process:
+            proctitle.set_title(proctitle.child_title(self.node, self.index))
+
+
+def _soft_limit(*_: Any) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+def make_runtime(app: Any, spec: ConsumerSpec, broker: Broker, backend: Any,
+                 time_limit: float | None, soft_time_limit: float | None) -> Runtime:
+    conf = app.conf
+    accept = protocol.accepted(getattr(conf, "accept_content", None) or ["json"])
+    result_ct = protocol.normalize_content_type(
+        getattr(conf, "result_serializer", None) or "json")
+    limiter = RateLimiter(1.0 / max(spec.concurrency, 1),
+                          getattr(conf, "task_default_rate_limit", None))
+    return Runtime(app=app, broker=broker, backend=backend, hostname=spec.node,
+                   accept=accept, result_ct=result_ct, ttl=result_ttl(conf),
+                   time_limit=time_limit, soft_time_limit=soft_time_limit,
+                   log=logging.getLogger("worker"), limiter=limiter)
+
+
+def result_ttl(conf: Any) -> float | None:
+    value = getattr(conf, "result_expires", None)
+    if value is None:
+        return None
+    seconds = value.total_seconds() if hasattr(value, "total_seconds") else float(value)
+    return seconds if seconds > 0 else None
+
+
+@dataclass
+class ChildSetup:
+    """What a freshly forked child needs to become a consumer."""
+
+    app: Any
+    spec: ConsumerSpec
+    index: int
+    consumer: str
+    status_fd: int
+    close_fds: Sequence[int]
+    parent_pid: int
+    pidfile: Any  # pidfiles.Pidfile or None
+    log_level: int
+    logfile: str | None  # already expanded for this child
+    reopen_log: bool
+    time_limit: float | None
+    soft_time_limit: float | None
+    after_fork: Callable[[], None] | None = None
+
+
+def child_main(setup: ChildSetup) -> int:
+    """Body of a forked pool child; returns its exit status (the caller _exits)."""
+    _reset_signals()
+    for fd in setup.close_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _die_with_parent(setup.parent_pid)
+    if setup.pidfile is not None:
+        setup.pidfile.close_in_child()
+    from worker.notify import forget_socket
+
+    forget_socket()
+    if setup.reopen_log:
+        logs.setup(setup.spec.node, setup.log_level, setup.logfile)
+    faulthandler.register(signal.SIGUSR1, file=logs.log_fd(), all_threads=True, chain=False)
+    proctitle.set_title(proctitle.child_title(setup.spec.node, setup.index))
+    log = logging.getLogger("worker")
+    app = setup.app
+    reset = getattr(app, "reset_after_fork", None)
+    if callable(reset):
+        reset()
+    hooks = PipeHooks(setup.status_fd, setup.spec.node, setup.index, in_process=True)
+    consumer: Consumer | None = None
+    try:
+        rt = make_runtime(app, setup.spec, app.broker, app.backend, setup.time_limit,
+                          setup.soft_time_limit)
+        wake_r, wake_w = os.pipe()
+        consumer = Consumer(setup.spec, setup.consumer, rt, hooks, interruptible=True,
+                            wake_fd=wake_w)
+        threading.Thread(target=_give_back_thread, name="give-back", daemon=True,
+                         args=(consumer, wake_r, lambda: _own_broker(app))).start()
+        signal.signal(signal.SIGUSR2, consumer.request_stop)
+        signal.signal(signal.SIGALRM, _soft_limit)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+        if consumer.stop_requested:
+            return 0
+        reason = consumer.run()
+    except WarmStop:
+        return 0
+    except BrokenPipeError:
+        return 1  # the node is gone
+    except Exception:
+        log.exception("Pool child %d (%s) crashed", setup.index, setup.consumer)
+        return 1
+    if reason != "stop":
+        log.info("Pool child %d leaves after %d task(s): %s", setup.index, consumer.done,
+                 reason)
+    return 0
+
+
+def _own_broker(app: Any) -> Broker:
+    from worker.brokers import create_broker
+
+    conf = app.conf
+    return create_broker(conf.broker_url, max_deliveries=conf.broker_max_deliveries)
+
+
+# Signals the node main process handles; blocked around fork and reset in a child.
+_HANDLED = frozenset({
+    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
+    signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGALRM,
+})
+
+
+def handled_signals() -> frozenset[signal.Signals]:
+    return _HANDLED
+
+
+def _reset_signals() -> None:
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    for sig in _HANDLED:
+        signal.signal(sig, signal.SIG_DFL)
+    # TERM/INT to the whole process group must be a warm stop of the node, not a
+    # massacre; QUIT/HUP/TTIN/TTOU are the main process's business too.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to KILL us when the node dies, even by SIGKILL; then check that it has
+    not died already (the prctl would come too late for that)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the status pipe's EPIPE still ends us at the next task
+    if os.getppid() != parent_pid:
+        os._exit(1)

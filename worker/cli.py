@@ -1,0 +1,339 @@
+"""`qworker`: parse the command line, validate, (detach), and run one node.
+
+Errors are mapped to exit codes here and only here (worker/exitcodes.py): one line on
+stderr saying what to do, the same line to a supervisor through sd_notify
+(STATUS= then EXIT_STATUS=), and a traceback only at `-l debug`. With `--detach` every
+check that can fail (the app, the broker URL and store path, the pidfile, the log
+file) runs in the foreground first, so `qmulti start` and scripts see the real exit
+code instead of a daemon dying out of sight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import click
+
+from worker import exitcodes, logs
+from worker.exceptions import ConfigError, QmultiError, UsageError
+from worker.node import ENV_REEXEC
+from worker.notify import Notifier
+from worker.urls import mask_url, parse_url
+
+POOLS = ("prefork", "solo", "threads")
+
+
+@dataclass
+class Args:
+    """The command line as given, before merging with the app's configuration."""
+
+    app: str | None = None
+    loglevel: str = "WARNING"
+    concurrency: int | None = None
+    hostname: str | None = None
+    queues: str | None = None
+    pool: str = "prefork"
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    prefetch_multiplier: int | None = None
+    pidfile: str | None = None
+    logfile: str | None = None
+    detach: bool = False
+    uid: str | None = None
+    gid: str | None = None
+
+
+def _positive(kind: type) -> Any:
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and value <= 0:
+            raise click.BadParameter(f"must be greater than 0, got {value}")
+        return value
+
+    return check
+
+
+@click.command(name="qworker", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", help="the app: module, module:attribute or package")
+@click.option("-l", "--loglevel", default="WARNING", show_default=True,
+              help="debug, info, warning, error or critical")
+@click.option("-c", "--concurrency", type=int, callback=_positive(int),
+              help="pool children [default: number of CPUs]")
+@click.option("-n", "--hostname", help="node name, NAME@%h [default: celery@%h]")
+@click.option("-Q", "--queues", help="comma-separated queues [default: celery]")
+@click.option("-P", "--pool", type=click.Choice(POOLS, case_sensitive=False),
+              default="prefork", show_default=True)
+@click.option("--max-tasks-per-child", type=int, callback=_positive(int))
+@click.option("--max-memory-per-child", type=int, callback=_positive(int),
+              help="KiB of resident memory after which a child is replaced")
+@click.option("--time-limit", type=float, callback=_positive(float))
+@click.option("--soft-time-limit", type=float, callback=_positive(float))
+@click.option("--prefetch-multiplier", type=int, callback=_positive(int))
+@click.option("--pidfile", help="pidfile path (%n %h %d expanded)")
+@click.option("-f", "--logfile", help="log file path (%n %h %d %i %I expanded)")
+@click.option("-D", "--detach", is_flag=True, help="run in the background")
+@click.option("--uid", help="user to run as (name or id)")
+@click.option("--gid", help="group to run as (name or id)")
+def _command(**values: Any) -> Args:
+    return Args(**values)
+
+
+def parse_args(argv: list[str]) -> Args:
+    """Parse argv; a usage error is raised as UsageError (exit 64, not click's 2)."""
+    if argv[:1] == ["worker"]:  # `python -m proj.celery worker -l info`, Celery style
+        argv = argv[1:]
+    try:
+        result = _command.main(argv, prog_name="qworker", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        raise UsageError(f"{exc.format_message().rstrip('.')}; see qworker --help") from None
+    except click.exceptions.Abort:
+        raise UsageError("aborted") from None
+    if isinstance(result, int):  # --help printed; click returns its exit code
+        raise SystemExit(result)
+    assert isinstance(result, Args)
+    result.pool = result.pool.lower()
+    return result
+
+
+def main(argv: list[str] | None = None, app: Any = None) -> NoReturn:
+    """Console script `qworker` and `python -m worker`."""
+    sys.exit(run(list(sys.argv[1:] if argv is None else argv), app))
+
+
+def run(argv: list[str], app: Any = None) -> int:
+    notifier = Notifier.from_env()
+    debug = False
+    try:
+        args = parse_args(argv)
+        level = logs.parse_level(args.loglevel)
+        debug = level <= logging.DEBUG
+        return _start(args, level, app, notifier)
+    except UsageError as exc:
+        return _fail(notifier, str(exc), exitcodes.EX_USAGE, debug)
+    except ConfigError as exc:
+        return _fail(notifier, str(exc), exitcodes.EX_CONFIG, debug)
+    except QmultiError as exc:
+        return _fail(notifier, str(exc), exitcodes.EX_FAILURE, debug)
+    except KeyboardInterrupt:
+        return _fail(notifier, "interrupted before the node started", exitcodes.EX_FAILURE,
+                     debug)
+    except Exception as exc:
+        from pidfiles import AlreadyRunning, PidfileError
+
+        if isinstance(exc, AlreadyRunning):
+            return _fail(notifier, str(exc), exitcodes.EX_FAILURE, debug)
+        if isinstance(exc, PidfileError):
+            return _fail(notifier, str(exc), exitcodes.EX_CONFIG, debug)
+        return _fail(notifier, f"unexpected {type(exc).__name__}: {exc}", exitcodes.EX_FAILURE,
+                     True)
+
+
+def _fail(notifier: Notifier, message: str, code: int, with_traceback: bool) -> int:
+    line = " ".join(message.split())  # one line, whatever the message held
+    if with_traceback and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    logging.getLogger("worker").debug("exiting with %d: %s", code, line)
+    if logging.getLogger().handlers and not _logs_to_stderr():
+        logging.getLogger("worker").error("%s", line)
+    print(f"qworker: error: {line}", file=sys.stderr, flush=True)
+    notifier.fatal(line, code)
+    return code
+
+
+def _logs_to_stderr() -> bool:
+    return any(getattr(h, "stream", None) is sys.stderr for h in logging.getLogger().handlers)
+
+
+def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
+    from worker.node import Node
+
+    if app is None:
+        if not args.app:
+            raise UsageError("missing -A/--app: name the module that defines your app, "
+                             "for example qworker -A proj")
+        from worker.loader import load_app
+
+        app = load_app(args.app)
+    else:
+        app.import_default_modules()
+    opts = build_options(args, level, app)
+    validate_broker(app)
+    pidfile_path = logs.expand_path(args.pidfile, opts.name) if args.pidfile else None
+    logfile = logs.expand_path(args.logfile, opts.name) if args.logfile else None
+    if logfile:
+        check_writable_file(logfile, "log file", "--logfile")
+    pidfile = None
+    reexec = os.environ.pop(ENV_REEXEC, None) is not None
+    if args.detach and not reexec:
+        _check_pidfile(pidfile_path)
+        _detach(logfile)
+    if pidfile_path:
+        from pidfiles import Pidfile
+
+        pidfile = Pidfile.adopt_from_env(pidfile_path) or Pidfile(pidfile_path).acquire()
+    node = None
+    try:
+        logs.setup(opts.name, level, logfile)
+        if args.uid or args.gid:
+            drop_privileges(args.uid, args.gid)
+        log = logging.getLogger("worker")
+        log.info("qworker %s: broker %s, %s pool, concurrency %d, prefetch %d, queues %s, "
+                 "%d task(s) registered", opts.name, mask_url(str(app.conf.broker_url or "")),
+                 opts.pool, opts.concurrency, opts.prefetch, ",".join(opts.queues),
+                 len(app.tasks))
+        node = Node(app, opts, notifier, pidfile)
+        code = node.run()
+    finally:
+        if pidfile is not None and not (node is not None and node.restart_requested):
+            pidfile.release()
+    if node.restart_requested:
+        _reexec(pidfile)
+    return code
+
+
+def _reexec(pidfile: Any) -> NoReturn:
+    """HUP: the same command line in the same pid, so new task code is imported; the
+    pidfile's locked fd survives the exec and is adopted by the new image."""
+    env = dict(os.environ)
+    if pidfile is not None:
+        env.update(pidfile.keep_across_exec())
+    env[ENV_REEXEC] = "1"
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    os.execve(sys.executable, [sys.executable, *argv[1:]], env)
+
+
+def _check_pidfile(path: str | None) -> None:
+    """In the foreground: a live node's pidfile or an unusable directory fails here."""
+    if not path:
+        return
+    from pidfiles import AlreadyRunning, probe
+
+    status = probe(path)
+    if status.state == "running":
+        raise AlreadyRunning(path, status.pid)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        why = "does not exist" if not os.path.exists(directory) else \
+            "is not a writable directory"
+        raise ConfigError(f"cannot create pidfile {path}: {directory} {why}; pass a --pidfile "
+                          "in a writable directory")
+
+
+def _detach(logfile: str | None) -> None:
+    """Become a daemon, keeping the working directory (relative -A, sqlite:/// paths and
+    pidfiles stay right) and NOTIFY_SOCKET (so READY=1 still reaches the starter)."""
+    import daemon
+
+    out = open(logfile or os.devnull, "a", encoding="utf-8")  # noqa: SIM115 - the daemon's
+    context = daemon.DaemonContext(
+        working_directory=os.getcwd(), umask=0o022, detach_process=True,
+        stdout=out, stderr=out, signal_map={}, prevent_core=False)
+    context.open()
+
+
+def build_options(args: Args, level: int, app: Any) -> Any:
+    """Merge the command line over the app's settings (the command line wins)."""
+    from worker.node import NodeOptions
+
+    conf = app.conf
+
+    def setting(name: str) -> Any:
+        value = getattr(conf, name, None)
+        return value if value not in (None, 0, "") else None
+
+    concurrency = args.concurrency or setting("worker_concurrency") or os.cpu_count() or 1
+    prefetch = args.prefetch_multiplier or setting("worker_prefetch_multiplier") or 4
+    name = logs.expand_hostname(args.hostname or "celery@%h")
+    if "@" not in name:
+        name = f"celery@{name}"
+    pool = args.pool
+    if pool == "solo":
+        concurrency = 1
+    queues = _queues(args.queues, setting("task_default_queue") or "celery")
+    return NodeOptions(
+        name=name, queues=queues, concurrency=int(concurrency), pool=pool,
+        prefetch=int(prefetch),
+        max_tasks_per_child=args.max_tasks_per_child or setting("worker_max_tasks_per_child"),
+        max_memory_per_child=(args.max_memory_per_child
+                              or setting("worker_max_memory_per_child")),
+        time_limit=args.time_limit or setting("task_time_limit"),
+        soft_time_limit=args.soft_time_limit or setting("task_soft_time_limit"),
+        loglevel=level, logfile=args.logfile,
+        heartbeat_interval=float(setting("worker_heartbeat_interval") or 2.0),
+        heartbeat_expiry=float(setting("worker_heartbeat_expiry") or 10.0),
+    )
+
+
+def _queues(text: str | None, default: str) -> tuple[str, ...]:
+    if not text:
+        return (default,)
+    queues = tuple(dict.fromkeys(q.strip() for q in text.split(",") if q.strip()))
+    if not queues:
+        raise UsageError(f"-Q {text!r} names no queue; give a comma-separated list")
+    return queues
+
+
+def validate_broker(app: Any) -> None:
+    """Bad scheme or an unusable store path: ConfigError (78) before anything starts.
+    Constructing a store checks its URL and path without connecting."""
+    from worker.backends import create_backend
+    from worker.brokers import create_broker
+
+    conf = app.conf
+    parse_url(conf.broker_url, "broker")
+    backend_url = getattr(conf, "result_backend", None)
+    if backend_url:
+        parse_url(backend_url, "result backend")
+    broker = create_broker(conf.broker_url)
+    try:
+        backend = create_backend(backend_url, broker=broker)
+        if backend is not broker:
+            backend.close()
+    finally:
+        broker.close()
+
+
+def check_writable_file(path: str, what: str, option: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path} is a directory; pass a file path to {option}")
+    if not os.path.isdir(directory):
+        why = "does not exist" if not os.path.lexists(directory) else "is not a directory"
+        raise ConfigError(f"cannot open {what} {path}: {directory} {why}; create it or pass "
+                          f"another {option}")
+    if not os.access(directory, os.W_OK | os.X_OK) or (
+            os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError(f"cannot open {what} {path}: not writable; pass another {option}")
+
+
+def drop_privileges(uid: str | None, gid: str | None) -> None:
+    """--uid/--gid: switch user after the pidfile and log file are open (as root)."""
+    import grp
+    import pwd
+
+    try:
+        gid_num = None if gid is None else (int(gid) if gid.isdigit() else grp.getgrnam(gid).gr_gid)
+        user = None if uid is None else (pwd.getpwuid(int(uid)) if uid.isdigit()
+                                          else pwd.getpwnam(uid))
+    except KeyError as exc:
+        raise ConfigError(f"unknown user or group {exc.args[0]}") from None
+    try:
+        if user is not None and gid_num is None:
+            gid_num = user.pw_gid
+        if gid_num is not None:
+            os.setgroups([gid_num])
+            os.setgid(gid_num)
+        if user is not None:
+            os.setuid(user.pw_uid)
+    except PermissionError as exc:
+        raise ConfigError(f"cannot switch to --uid {uid} --gid {gid}: {exc.strerror}; run as "
+                          "root or drop these options") from None

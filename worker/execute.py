@@ -1,0 +1,368 @@
+"""Run one claimed delivery to its outcome: decode, refuse, run, store, ack.
+
+Pure of pool concerns, so prefork children, the threads pool and `-P solo` share it;
+the caller passes `Hooks` to learn when a task begins and ends (status pipe, process
+title, soft time limit). Every path ends the delivery one way or another (finish,
+reschedule, dead-letter or nack) so that a consumer never holds a lease it forgot.
+Results are stored before the ack (`broker.finish`), so a crash in between re-runs
+the task rather than losing its result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from worker import protocol
+from worker.backends.base import ResultBackend
+from worker.brokers.base import Broker, Delivery
+from worker.exceptions import (
+    BrokerConnectionError,
+    ContentDisallowed,
+    MalformedMessage,
+    NotRegistered,
+    Reject,
+    Retry,
+    TaskRevokedError,
+    TimeLimitExceeded,
+)
+from worker.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
+
+T = TypeVar("T")
+# How long a child keeps retrying to store an outcome while the broker is unreachable
+# before it gives up (exits; the node releases the lease and the task runs again).
+STORE_PATIENCE = 60.0
+
+
+class RateLimiter:
+    """Per-consumer spacing of tasks that have a `rate_limit`: each of the node's N
+    consumers starts a given task at most rate/N times a second, so the node as a whole
+    keeps the rate without the consumers talking to each other."""
+
+    def __init__(self, share: float = 1.0, default: str | None = None) -> None:
+        self.share = share
+        self.default = default
+        self._next: dict[str, float] = {}
+        self._rates: dict[object, float | None] = {}
+
+    def wait(self, name: str, rate_limit: object) -> None:
+        rate_limit = rate_limit or self.default
+        if not rate_limit:
+            return
+        if rate_limit not in self._rates:
+            from worker.routing import parse_rate
+
+            try:
+                self._rates[rate_limit] = parse_rate(rate_limit)  # type: ignore[arg-type]
+            except Exception:
+                self._rates[rate_limit] = None
+        rate = self._rates[rate_limit]
+        if not rate:
+            return
+        interval = 1.0 / (rate * self.share)
+        now = time.monotonic()
+        start = max(now, self._next.get(name, now))
+        self._next[name] = start + interval
+        if start > now:
+            time.sleep(start - now)
+
+
+@dataclass
+class Runtime:
+    """What executing needs, one per consumer (pool child or thread)."""
+
+    app: Any
+    broker: Broker
+    backend: ResultBackend | None
+    hostname: str  # the node's name, w1@host
+    accept: frozenset[str]
+    result_ct: str = "json"
+    ttl: float | None = None
+    time_limit: float | None = None  # node defaults; a task's own limits win
+    soft_time_limit: float | None = None
+    log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("worker"))
+    limiter: RateLimiter = dataclasses.field(default_factory=lambda: RateLimiter())
+
+
+@dataclass(frozen=True)
+class Running:
+    """The task a consumer has begun, as the node main process needs to see it."""
+
+    mid: str
+    queue: str
+    task_id: str
+    name: str
+    time_limit: float | None
+    soft_time_limit: float | None
+
+
+class Hooks(Protocol):
+    def begin(self, running: Running) -> None:
+        """The task is about to run (after STARTED was stored)."""
+
+    def returned(self) -> None:
+        """The task function returned or raised (disarm soft limits here)."""
+
+    def end(self) -> None:
+        """The outcome is stored and the message is gone."""
+
+
+class NoHooks:
+    def begin(self, running: Running) -> None:
+        pass
+
+    def returned(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
+    """Process one delivery; returns the final state, or "DEAD" when dead-lettered."""
+    try:
+        env = protocol.decode_envelope(delivery.body, rt.accept)
+    except (MalformedMessage, ContentDisallowed) as exc:
+        return _refuse_undecodable(rt, delivery, exc)
+    task = rt.app.tasks.get(env.task)
+    if task is None:
+        return _refuse_unregistered(rt, delivery, env)
+    if env.expires is not None and env.expires < time.time():
+        rt.log.info("Task %s[%s] expired before it ran; not running it", env.task, env.id)
+        return _revoke(rt, delivery, env, "expired")
+    if _is_revoked(rt, env.id):
+        rt.log.info("Task %s[%s] was revoked; not running it", env.task, env.id)
+        rt.broker.ack([delivery])  # the REVOKED mark is the result; keep it as stored
+        return REVOKED
+    rt.limiter.wait(env.task, getattr(task, "rate_limit", None))
+    return _run(rt, delivery, env, task, hooks)
+
+
+def _is_revoked(rt: Runtime, task_id: str) -> bool:
+    """`AsyncResult.revoke()` stores a REVOKED mark in the backend before the task runs."""
+    if rt.backend is None:
+        return False
+    blob = rt.backend.get(task_id)
+    if blob is None:
+        return False
+    try:
+        return protocol.decode_result(blob, rt.accept).get("status") == REVOKED
+    except Exception:
+        return False
+
+
+
+
+def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
+         hooks: Hooks) -> str:
+    started = protocol.encode_result(env.id, STARTED, {"pid": os.getpid(),
+                                     "hostname": rt.hostname}, retries=env.retries,
+                                     node=rt.hostname)
+    backend = None if getattr(task, "ignore_result", False) else rt.backend
+    _retrying(rt, lambda: rt.broker.start(delivery, env.id, started, backend, rt.ttl))
+    running = Running(delivery.mid, delivery.queue, env.id, env.task,
+                      _limit(env, task, "time_limit", rt.time_limit),
+                      _limit(env, task, "soft_time_limit", rt.soft_time_limit))
+    hooks.begin(running)
+    args, kwargs = list(env.args), dict(env.kwargs)
+    began = time.monotonic()
+    try:
+        try:
+            retval = task.execute(_request(rt, delivery, env), args, kwargs)
+        finally:
+            hooks.returned()
+    except Retry as exc:
+        return _retry(rt, delivery, env, task, exc, hooks)
+    except Reject as exc:
+        hooks.end()
+        return _reject(rt, delivery, env, exc)
+    except Exception as exc:
+        runtime = time.monotonic() - began
+        return _fail(rt, delivery, env, task, exc, runtime, backend, hooks)
+    runtime = time.monotonic() - began
+    rt.log.info("Task %s[%s] succeeded in %.3fs: %s", env.task, env.id, runtime,
+                _short(repr(retval)))
+    _handler(rt, task, "on_success", retval, env.id, args, kwargs)
+    meta = None if backend is None else protocol.encode_result(
+        env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct)
+    _retrying(rt, lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl))
+    hooks.end()
+    return SUCCESS
+
+
+def _fail(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
+          exc: Exception, runtime: float, backend: ResultBackend | None, hooks: Hooks) -> str:
+    tb = format_traceback(exc)
+    rt.log.error("Task %s[%s] raised %s in %.3fs: %s", env.task, env.id, type(exc).__name__,
+                 runtime, _short(str(exc)))
+    rt.log.debug("%s", tb)
+    einfo = _exception_info(exc, tb)
+    # Handlers run before the result is visible, so a caller that sees FAILURE also
+    # sees what on_failure did (the tutorial's annotation writes to a file).
+    _handler(rt, task, "on_failure", exc, env.id, list(env.args), dict(env.kwargs), einfo)
+    meta = None if backend is None else protocol.encode_result(
+        env.id, FAILURE, protocol.exception_to_dict(exc), traceback=tb, retries=env.retries,
+        node=rt.hostname)
+    _retrying(rt, lambda: rt.broker.finish(delivery, env.id, FAILURE, meta, backend, rt.ttl))
+    hooks.end()
+    return FAILURE
+
+
+def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, exc: Retry,
+           hooks: Hooks) -> str:
+    cause = exc.exc if exc.exc is not None else exc
+    tb = format_traceback(cause)
+    when = exc.when
+    rt.log.info("Task %s[%s] retry %d%s: %s", env.task, env.id, env.retries + 1,
+                "" if when is None else f" in {max(when - time.time(), 0):.1f}s",
+                _short(str(cause)))
+    _handler(rt, task, "on_retry", cause, env.id, list(env.args), dict(env.kwargs),
+             _exception_info(cause, tb))
+    again = dataclasses.replace(env, mid=protocol.new_id(), retries=env.retries + 1, eta=when)
+    body = protocol.encode_envelope(again)
+    if rt.backend is not None:
+        meta = protocol.encode_result(env.id, RETRY, protocol.exception_to_dict(cause),
+                                      traceback=tb, retries=env.retries, node=rt.hostname)
+        backend = rt.backend
+        _retrying(rt, lambda: backend.set(env.id, RETRY, meta, rt.ttl))
+    queue = env.queue or delivery.queue
+    _retrying(rt, lambda: rt.broker.reschedule(delivery, queue, again.mid, body, when))
+    hooks.end()
+    return RETRY
+
+
+def _reject(rt: Runtime, delivery: Delivery, env: protocol.Envelope, exc: Reject) -> str:
+    if exc.requeue:
+        rt.log.warning("Task %s[%s] rejected and requeued: %s", env.task, env.id, exc.reason)
+        rt.broker.nack([delivery])
+        return "REQUEUED"
+    rt.log.warning("Task %s[%s] rejected; dead-lettered: %s", env.task, env.id, exc.reason)
+    rt.broker.dead_letter(delivery, f"rejected: {exc.reason}")
+    return "DEAD"
+
+
+def _refuse_undecodable(rt: Runtime, delivery: Delivery, exc: Exception) -> str:
+    reason = str(exc)
+    task_id = protocol.peek_id(delivery.body)
+    rt.log.error("Message %s in queue %s dead-lettered: %s", delivery.mid, delivery.queue,
+                 reason)
+    if task_id and rt.backend is not None:
+        _store_failure(rt, task_id, exc)
+    rt.broker.dead_letter(delivery, reason)
+    return "DEAD"
+
+
+def _refuse_unregistered(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> str:
+    reason = (f"task {env.task!r} is not registered on node {rt.hostname}; import its module "
+              "on the node (the app's imports / CELERY_IMPORTS, or the -A module)")
+    rt.log.error("Received unregistered task %s[%s]; dead-lettered: %s", env.task, env.id,
+                 reason)
+    if rt.backend is not None:
+        _store_failure(rt, env.id, NotRegistered(reason))
+    rt.broker.dead_letter(delivery, reason)
+    return "DEAD"
+
+
+def _store_failure(rt: Runtime, task_id: str, exc: Exception) -> None:
+    """A FAILURE for a message that will never run, so the caller's get() does not hang."""
+    assert rt.backend is not None
+    meta = protocol.encode_result(task_id, FAILURE, protocol.exception_to_dict(exc),
+                                  node=rt.hostname)
+    try:
+        rt.backend.set(task_id, FAILURE, meta, rt.ttl)
+    except Exception as err:  # the dead-letter still happens; the log says why
+        rt.log.error("Could not store FAILURE for %s: %s", task_id, err)
+
+
+def _revoke(rt: Runtime, delivery: Delivery, env: protocol.Envelope, why: str) -> str:
+    meta = protocol.encode_result(env.id, REVOKED,
+                                  protocol.exception_to_dict(TaskRevokedError(why)),
+                                  retries=env.retries, node=rt.hostname)
+    backend = rt.backend
+    _retrying(rt, lambda: rt.broker.finish(delivery, env.id, REVOKED, meta, backend, rt.ttl))
+    return REVOKED
+
+
+def store_time_limit(broker: Broker, backend: ResultBackend | None, running: Running,
+                     node: str, ttl: float | None) -> None:
+    """The node main process's verdict on a child it killed for its hard time limit:
+    FAILURE stored and the message acked, so the task does not run again."""
+    exc = TimeLimitExceeded(f"task {running.name} ran past its time limit of "
+                            f"{running.time_limit:g}s")
+    meta = protocol.encode_result(running.task_id, FAILURE, protocol.exception_to_dict(exc),
+                                  traceback=f"TimeLimitExceeded: {exc}\n", node=node)
+    delivery = Delivery(running.mid, running.queue, b"", 0)
+    broker.finish(delivery, running.task_id, FAILURE, meta, backend, ttl)
+
+
+def _limit(env: protocol.Envelope, task: Any, name: str, default: float | None) -> float | None:
+    for value in (env.options.get(name), getattr(task, name, None), default):
+        if value:
+            return float(value)
+    return None
+
+
+def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Any:
+    from worker.task import Request
+
+    info = {"queue": delivery.queue, "routing_key": delivery.queue, "mid": delivery.mid,
+            "deliveries": delivery.deliveries + 1}
+    return Request(id=env.id, retries=env.retries, args=list(env.args),
+                   kwargs=dict(env.kwargs), delivery_info=info, hostname=rt.hostname,
+                   eta=env.eta, expires=env.expires, called_directly=False)
+
+
+def _exception_info(exc: BaseException, tb: str) -> Any:
+    try:
+        from worker.task import ExceptionInfo
+
+        return ExceptionInfo(exc, type(exc), tb)
+    except (ImportError, TypeError):
+        return None
+
+
+def _handler(rt: Runtime, task: Any, name: str, *args: Any) -> None:
+    handler = getattr(task, name, None)
+    if handler is None:
+        return
+    try:
+        handler(*args)
+    except Exception:
+        rt.log.exception("%s handler of task %s raised (ignored)", name,
+                         getattr(task, "name", "?"))
+
+
+def _retrying(rt: Runtime, call: Callable[[], T]) -> T:
+    """Retry a broker write while the broker is unreachable, with capped backoff."""
+    deadline = time.monotonic() + STORE_PATIENCE
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except BrokerConnectionError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            rt.log.warning("Broker unreachable (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The remote traceback as the caller sees it: from the task's own code down, without
+    the node's frames above it (they are the same for every task)."""
+    tb = exc.__traceback__
+    here = os.path.dirname(os.path.abspath(__file__))
+    while tb is not None and tb.tb_next is not None and \
+            os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) == here:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

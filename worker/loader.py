@@ -1,0 +1,136 @@
+"""Find the app that `-A` names, as Celery does, so existing project layouts work as is.
+
+Order: `pkg.mod:attr`; else the module's `app`; else its only `App` instance; else the
+same two looks in the submodule `pkg.celery` (the tutorial's `mycelery/celery.py`).
+An import error raised inside the user's own code is shown as such, never disguised
+as "module not found", because that is the error users chase for hours.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from types import ModuleType
+from typing import Any
+
+from worker.exceptions import ConfigError
+
+
+def _app_class() -> type:
+    from worker.app import App
+
+    return App
+
+
+def load_app(spec: str) -> Any:
+    """The App named by `spec`, with its `imports` imported."""
+    spec = spec.strip()
+    if not spec:
+        raise ConfigError("-A needs a module name, for example -A proj or -A proj.app:app")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    modname, _, attr = spec.partition(":")
+    module = import_module(modname, spec)
+    app = _from_attr(module, attr, spec) if attr else _find_app(module, spec)
+    try:
+        app.import_default_modules()
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"cannot import {exc.name!r} listed in the app's imports (CELERY_IMPORTS): "
+            f"{exc}; fix the setting or the module name"
+        ) from None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"error while importing the app's imports: {_describe(exc)}"
+        ) from None
+    return app
+
+
+def import_module(name: str, spec: str) -> ModuleType:
+    """Import `name`, telling "no such module" apart from an error inside it."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (name == missing or name.startswith(missing + ".")):
+            raise ConfigError(
+                f"cannot import module {name!r} given by -A {spec}: No module named "
+                f"{missing!r}; check the name and that the current directory is the "
+                "project root"
+            ) from None
+        raise ConfigError(f"error while importing module {name!r}: {_describe(exc)}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"error while importing module {name!r}: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message (file:line)`, naming where in the user's code it was raised."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f" ({exc.filename}:{exc.lineno})"
+    elif user:
+        where = f" ({user[-1].filename}:{user[-1].lineno})"
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _from_attr(module: ModuleType, attr: str, spec: str) -> Any:
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(
+                f"module {module.__name__!r} has no attribute {attr!r} (from -A {spec})"
+            ) from None
+    app_cls = _app_class()
+    if not isinstance(obj, app_cls) and callable(obj):
+        obj = obj()  # an app factory, as Celery allows
+    if not isinstance(obj, app_cls):
+        raise ConfigError(f"-A {spec} names a {type(obj).__name__}, not an App")
+    return obj
+
+
+def _in_module(module: ModuleType) -> Any | None:
+    app_cls = _app_class()
+    found = getattr(module, "app", None)
+    if isinstance(found, app_cls):
+        return found
+    apps = {id(v): v for v in vars(module).values() if isinstance(v, app_cls)}
+    if len(apps) == 1:
+        return next(iter(apps.values()))
+    return None
+
+
+def _find_app(module: ModuleType, spec: str) -> Any:
+    app = _in_module(module)
+    if app is not None:
+        return app
+    name = module.__name__
+    sub = f"{name}.celery"
+    if hasattr(module, "__path__"):  # only a package has submodules
+        try:
+            submodule = importlib.import_module(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != sub:
+                raise ConfigError(f"error while importing {sub!r}: {_describe(exc)}") from None
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"error while importing {sub!r}: {_describe(exc)}") from None
+        else:
+            app = _in_module(submodule)
+            if app is not None:
+                return app
+    raise ConfigError(
+        f"no app found in module {name!r} given by -A {spec}: looked for {name}.app, a single "
+        f"App instance in {name}, and {sub}.app; name it with -A {name}:attribute"
+    )

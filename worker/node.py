@@ -1,0 +1,418 @@
+"""The node main process: one loop that supervises pool children.
+
+The shape is gunicorn's arbiter: signal handlers only wake the loop (the C-level
+wake-up fd gets the signal number); the loop blocks in `select` on that pipe and on
+each child's status pipe, then, in this order, handles the signals (changing the
+*desired* state), reaps dead children (releasing their leases at once), enforces hard
+time limits, heartbeats, and reconciles actual children against the desired count.
+No broker call, log line or kill ever happens inside a signal handler.
+
+States: RUNNING -> STOPPING (warm: TERM, INT) -> STOPPED; RUNNING/STOPPING -> COLD
+(QUIT, second INT) -> STOPPED. The loop ends when stopping and no child is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from worker import logs, proctitle
+from worker.child import (
+    ChildSetup,
+    ConsumerSpec,
+    handled_signals,
+    result_ttl,
+)
+from worker.exceptions import BrokerConnectionError
+from worker.execute import store_time_limit
+from worker.notify import Notifier
+from worker.pool import Death, PreforkPool, ThreadPool, Worker
+from worker.urls import mask_url
+
+log = logging.getLogger("worker")
+
+RUNNING, STOPPING, COLD = "running", "stopping", "cold"
+ENV_REEXEC = "QMULTI_REEXEC"  # set across a HUP re-exec: already detached, adopt the pidfile
+MAX_BACKOFF = 30.0
+RESPAWN_BACKOFF_MAX = 10.0
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """The node's settings after command line and app configuration are merged."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    pool: str = "prefork"
+    prefetch: int = 4
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None  # KiB
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    loglevel: int = logging.WARNING
+    logfile: str | None = None  # template, may hold %I
+    heartbeat_interval: float = 2.0
+    heartbeat_expiry: float = 10.0
+
+
+class Node:
+    def __init__(self, app: Any, opts: NodeOptions, notifier: Notifier,
+                 pidfile: Any = None) -> None:
+        self.app = app
+        self.opts = opts
+        self.notifier = notifier
+        self.pidfile = pidfile
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self.node_id = f"{opts.name}#{self.pid}.{int(self.started_at * 1000)}"
+        self.state = RUNNING
+        self.desired = opts.concurrency
+        self.generation = 0
+        self.finished_dead = 0  # tasks finished by children already reaped
+        self.int_count = 0
+        self.restart_requested = False  # HUP: the caller re-executes after run() returns
+        self.pending_release: list[str] = []  # consumers whose release failed
+        self.respawn_at: dict[int, float] = {}
+        self.respawn_delay: dict[int, float] = {}
+        self.next_beat = 0.0
+        self.beat_failures = 0
+        self.spec = ConsumerSpec(opts.name, self.node_id, opts.queues, opts.prefetch,
+                                 opts.max_tasks_per_child, opts.max_memory_per_child,
+                                 opts.concurrency)
+        self.wake_r, self.wake_w = os.pipe()
+        for fd in (self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+        if opts.pool == "prefork":
+            self.pool: PreforkPool | ThreadPool = PreforkPool(self._child_setup)
+        else:
+            self.pool = ThreadPool(app, self.spec, opts.time_limit, opts.soft_time_limit)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        proctitle.set_title(proctitle.main_title(self.opts.name))
+        if not self._connect():
+            return 0  # stopped by a signal before the broker came up
+        self._reconcile()
+        queues = ",".join(self.opts.queues)
+        log.info("%s ready: %d %s child(ren) consuming from %s", self.opts.name,
+                 len(self.pool.all()), self.opts.pool, queues)
+        self.notifier.ready(f"consuming from {queues} with {len(self.pool.all())} children")
+        while self.state == RUNNING or self._waiting_for_children():
+            self._wait(self._timeout())
+            self._handle_signals()
+            self._reap()
+            self._check_time_limits()
+            self._tick()
+            self._reconcile()
+        self._shutdown()
+        return 0
+
+    def _waiting_for_children(self) -> bool:
+        # A thread cannot be killed: a cold stop of a threads pool gives its tasks back
+        # and leaves without waiting for them.
+        return bool(self.pool.all()) and not (self.state == COLD and self.pool.kind != "prefork")
+
+    def _timeout(self) -> float:
+        timeout = max(0.0, self.next_beat - time.monotonic())
+        if self.respawn_at:
+            timeout = min(timeout, max(0.0, min(self.respawn_at.values()) - time.monotonic()))
+        if any(w.running and w.running.time_limit for w in self.pool.all()):
+            timeout = min(timeout, 0.1)
+        return min(timeout, 1.0)
+
+    def _wait(self, timeout: float) -> None:
+        fds = [self.wake_r] + [w.rfd for w in self.pool.all() if not w.eof]
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            return
+        for w in self.pool.all():
+            if w.rfd in ready:
+                self._read_status(w)
+
+    def _read_status(self, w: Worker) -> None:
+        while True:
+            try:
+                data = os.read(w.rfd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                w.eof = True
+                return
+            w.feed(data)
+
+    # -- signals -------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for sig in handled_signals():
+            if sig != signal.SIGALRM:
+                signal.signal(sig, _wake_only)
+
+    def _handle_signals(self) -> None:
+        try:
+            data = os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            return
+        for signum in data:
+            handler = getattr(self, f"_on_{_signame(signum).lower()}", None)
+            if handler is not None:
+                handler()
+
+    def _on_sigterm(self) -> None:
+        self._warm_stop("TERM")
+
+    def _on_sigint(self) -> None:
+        self.int_count += 1
+        if self.int_count > 1:
+            self._cold_stop("second INT")
+        else:
+            self._warm_stop("INT (a second INT is a cold stop)")
+
+    def _on_sigquit(self) -> None:
+        self._cold_stop("QUIT")
+
+    def _on_sigttin(self) -> None:
+        if self.state == RUNNING:
+            self.desired += 1
+            log.info("TTIN: pool grows to %d children", self.desired)
+
+    def _on_sigttou(self) -> None:
+        if self.state == RUNNING and self.desired > 1:
+            self.desired -= 1
+            log.info("TTOU: pool shrinks to %d children", self.desired)
+
+    def _on_sigusr1(self) -> None:
+        frames = sys._current_frames()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        parts = [f"USR1: Python stacks of {self.opts.name} main process (pid {self.pid}):"]
+        for ident, frame in frames.items():
+            parts.append(f"Thread {names.get(ident, ident)}:\n"
+                         + "".join(traceback.format_stack(frame)))
+        log.warning("%s", "\n".join(parts))
+        self.pool.forward(signal.SIGUSR1)  # each child dumps its own stack to the log
+
+    def _on_sighup(self) -> None:
+        """Graceful restart in place: drain as a warm stop, then the entry point
+        re-executes the same command line in this pid (new code, same pidfile lock)."""
+        if self.state != RUNNING:
+            return
+        self.restart_requested = True
+        self.notifier.send(reloading=1, status="restarting: draining running tasks")
+        self._warm_stop("HUP (restart in place)")
+
+    def _warm_stop(self, why: str) -> None:
+        if self.state != RUNNING:
+            return
+        self.state = STOPPING
+        busy = sum(1 for w in self.pool.all() if w.running)
+        log.info("%s: warm stop: waiting for %d running task(s); giving back the rest", why,
+                 busy)
+        if not self.restart_requested:
+            self.notifier.stopping(f"warm stop: waiting for {busy} running task(s)")
+        proctitle.set_title(proctitle.main_title(self.opts.name, "stopping"))
+        for w in self.pool.all():
+            self.pool.stop(w)
+
+    def _cold_stop(self, why: str) -> None:
+        if self.state == COLD:
+            return
+        if self.state == RUNNING:
+            self.notifier.stopping("cold stop")
+        self.state = COLD
+        log.warning("%s: cold stop: ending %d child(ren); their tasks go back to the queue",
+                    why, len(self.pool.all()))
+        for w in self.pool.all():
+            self.pool.kill(w)
+
+    # -- children ------------------------------------------------------------------------
+    def _reap(self) -> None:
+        for death in self.pool.reap():
+            self._buried(death)
+
+    def _buried(self, death: Death) -> None:
+        w = death.worker
+        self._read_status(w)  # an "E" may still sit in the pipe
+        os.close(w.rfd)
+        self.finished_dead += w.finished
+        expected = death.clean or self.state == COLD or w.timed_out is not None
+        level = logging.INFO if expected else logging.WARNING
+        doing = f" while running {w.running.name}[{w.running.task_id}]" if w.running else ""
+        hint = ""
+        if "SIGKILL" in death.description and w.timed_out is None and self.state != COLD:
+            hint = " (SIGKILL: the out-of-memory killer or a kill -9)"
+        log.log(level, "Pool child %d (%s) %s%s%s", w.index, w.consumer, death.description,
+                doing, hint)
+        if w.timed_out is not None and w.running == w.timed_out:
+            self._store_time_limit(w.timed_out)
+        self._release(w.consumer)
+        crashed_at_start = (not death.clean and w.running is None and w.finished == 0
+                            and time.monotonic() - w.spawned < 1.0)
+        if crashed_at_start and self.state == RUNNING:
+            delay = min(self.respawn_delay.get(w.index, 0.5) * 2, RESPAWN_BACKOFF_MAX)
+            self.respawn_delay[w.index] = delay
+            self.respawn_at[w.index] = time.monotonic() + delay
+            log.warning("Pool child %d died at once; next one in %.1fs", w.index, delay)
+        else:
+            self.respawn_delay.pop(w.index, None)
+
+    def _release(self, consumer: str) -> None:
+        try:
+            count = self.app.broker.release(self.node_id, consumer)
+        except Exception as exc:
+            log.warning("Could not give back the tasks of %s yet (%s); will retry", consumer,
+                        exc)
+            self.pending_release.append(consumer)
+            return
+        if count:
+            log.info("Gave back %d task(s) held by %s", count, consumer)
+
+    def _store_time_limit(self, running: Any) -> None:
+        try:
+            store_time_limit(self.app.broker, self.app.backend, running, self.opts.name,
+                             result_ttl(self.app.conf))
+        except Exception as err:
+            log.error("Could not store the time-limit failure of %s: %s", running.task_id, err)
+
+    def _check_time_limits(self) -> None:
+        now = time.monotonic()
+        for w in self.pool.all():
+            r = w.running
+            if r is None or not r.time_limit or w.timed_out is not None:
+                continue
+            if now - w.began > r.time_limit:
+                w.timed_out = r
+                if self.pool.kind != "prefork":
+                    log.warning("Task %s[%s] is past its time limit of %gs; a %s pool cannot "
+                                "kill it", r.name, r.task_id, r.time_limit, self.opts.pool)
+                    continue
+                log.error("Task %s[%s] ran past its time limit of %gs: killing pool child %d",
+                          r.name, r.task_id, r.time_limit, w.index)
+                self.pool.kill(w)
+
+    def _reconcile(self) -> None:
+        if self.state != RUNNING:
+            return
+        workers = self.pool.all()
+        for w in workers:
+            if w.index > self.desired and not w.stopping:
+                w.retiring = True
+                self.pool.stop(w)
+        taken = {w.index for w in workers}
+        now = time.monotonic()
+        for index in range(1, self.desired + 1):
+            if index in taken or self.respawn_at.get(index, 0.0) > now:
+                continue
+            self.respawn_at.pop(index, None)
+            self.generation += 1
+            w = self.pool.spawn(index, self.generation, [self.wake_r, self.wake_w])
+            log.debug("Started pool child %d (%s)", index, w.consumer)
+
+    def _child_setup(self, w: Worker, wfd: int) -> ChildSetup:
+        template = self.opts.logfile
+        own_log = bool(template) and ("%I" in template or "%i" in template)
+        return ChildSetup(
+            app=self.app, spec=self.spec, index=w.index, consumer=w.consumer, status_fd=wfd,
+            close_fds=[], parent_pid=self.pid, pidfile=self.pidfile,
+            log_level=self.opts.loglevel,
+            logfile=logs.expand_path(template, self.opts.name, w.index) if own_log else None,
+            reopen_log=own_log, time_limit=self.opts.time_limit,
+            soft_time_limit=self.opts.soft_time_limit)
+
+    # -- broker --------------------------------------------------------------------------
+    def _connect(self) -> bool:
+        """Heartbeat once before forking: the node is ready only when the broker answers.
+        ConfigError (bad URL, unwritable path) propagates: exit 78."""
+        delay = 0.5
+        while True:
+            try:
+                self.app.broker.heartbeat(self.node_id, self._info())
+                self.next_beat = time.monotonic() + self.opts.heartbeat_interval
+                return True
+            except BrokerConnectionError as exc:
+                log.warning("Cannot reach the broker %s (%s); retrying in %.1fs",
+                            mask_url(self.app.broker.url), exc, delay)
+                self.notifier.status(f"waiting for the broker: {exc}")
+            self._wait(delay)
+            self._handle_signals()
+            if self.state != RUNNING:
+                return False
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    def _tick(self) -> None:
+        self.notifier.watchdog()
+        now = time.monotonic()
+        if now < self.next_beat:
+            return
+        try:
+            broker = self.app.broker
+            broker.heartbeat(self.node_id, self._info())
+            requeued = broker.requeue_dead_nodes(self.opts.heartbeat_expiry)
+            while self.pending_release:
+                broker.release(self.node_id, self.pending_release[0])
+                self.pending_release.pop(0)
+        except Exception as exc:  # whatever the store raised: log once, back off
+            self.beat_failures += 1
+            delay = min(self.opts.heartbeat_interval * 2 ** self.beat_failures, MAX_BACKOFF)
+            if self.beat_failures == 1:
+                log.error("Broker error in the main loop (%s); retrying with backoff up to "
+                          "%.0fs", exc, MAX_BACKOFF)
+            self.next_beat = now + min(delay, self.opts.heartbeat_expiry / 2)
+            return
+        if self.beat_failures:
+            log.warning("Broker reachable again after %d failed heartbeat(s)",
+                        self.beat_failures)
+            self.beat_failures = 0
+        if requeued:
+            log.warning("Requeued %d task(s) held by nodes whose heartbeat expired", requeued)
+        self.next_beat = now + self.opts.heartbeat_interval
+
+    def _info(self) -> dict[str, Any]:
+        workers = self.pool.all()
+        return {
+            "name": self.opts.name, "pid": self.pid, "hostname": socket.gethostname(),
+            "concurrency": self.desired, "pool": self.opts.pool,
+            "active": sum(1 for w in workers if w.running),
+            "finished": self.finished_dead + sum(w.finished for w in workers),
+            "started_at": self.started_at, "queues": list(self.opts.queues),
+            "state": self.state, "children": [w.pid for w in workers if w.pid],
+        }
+
+    def _shutdown(self) -> None:
+        broker = self.app.broker
+        try:
+            count = broker.release(self.node_id)
+            if count:
+                log.info("Gave back %d task(s) at stop", count)
+            broker.unregister(self.node_id)
+        except Exception as exc:
+            log.error("Could not unregister from the broker (%s); the node's leases go back "
+                      "when its heartbeat expires", exc)
+        log.info("%s %s", self.opts.name,
+                 "restarting in place" if self.restart_requested else "stopped")
+        signal.set_wakeup_fd(-1)
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)
+
+
+def _wake_only(signum: int, frame: Any) -> None:
+    """The C-level handler already wrote `signum` to the wake-up fd; nothing else here."""
+
+
+def _signame(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"

@@ -1,0 +1,249 @@
+"""Pool children as the node main process sees them: spawn, warm-stop, kill, reap.
+
+Two kinds behind one small interface so that the main loop is the same for both:
+`PreforkPool` forks processes (the default); `ThreadPool` runs consumers as threads of
+the main process (`-P threads`, and `-P solo` with one thread). Either way each worker
+reports on its own status pipe, whose read end the main loop selects on.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker import child as child_mod
+from worker.execute import Running
+
+log = logging.getLogger("worker")
+
+
+@dataclass
+class Worker:
+    """One pool slot's current occupant (a process or a thread)."""
+
+    index: int
+    generation: int
+    consumer: str
+    rfd: int
+    pid: int | None = None
+    thread: threading.Thread | None = None
+    handle: Any = None  # the thread's Consumer
+    buffer: bytes = b""
+    running: Running | None = None
+    began: float = 0.0  # monotonic time the running task began
+    spawned: float = 0.0  # monotonic time the worker was started
+    finished: int = 0
+    stopping: bool = False  # asked to stop warmly (not replaced)
+    retiring: bool = False  # TTOU: not replaced
+    timed_out: Running | None = None  # killed for its hard time limit while running this
+    eof: bool = False
+
+    @property
+    def label(self) -> str:
+        who = f"pid {self.pid}" if self.pid else "thread"
+        return f"pool child {self.index} ({who}, {self.consumer})"
+
+    def feed(self, data: bytes) -> None:
+        """Apply status lines; a partial line waits in the buffer for the rest."""
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith("B "):
+                parts = line.split(" ", 5)
+                if len(parts) == 6:
+                    _, mid, queue, task_id, limit, name = parts
+                    self.running = Running(mid, queue, task_id, name,
+                                           None if limit == "-" else float(limit), None)
+                    self.began = time.monotonic()
+            elif line == "E":
+                self.running = None
+                self.finished += 1
+
+
+@dataclass
+class Death:
+    worker: Worker
+    description: str
+    clean: bool  # exited 0
+
+
+class PreforkPool:
+    kind = "prefork"
+
+    def __init__(self, make_setup: Callable[[Worker, int], child_mod.ChildSetup]) -> None:
+        self._make_setup = make_setup
+        self.workers: dict[int, Worker] = {}  # by pid
+
+    def spawn(self, index: int, generation: int, close_fds: list[int]) -> Worker:
+        rfd, wfd = os.pipe()
+        worker = Worker(index, generation, f"c{index}.{generation}", rfd,
+                        spawned=time.monotonic())
+        setup = self._make_setup(worker, wfd)
+        setup.close_fds = [*close_fds, rfd, *(w.rfd for w in self.workers.values())]
+        parent = os.getpid()
+        setup.parent_pid = parent
+        # Blocked across fork: a signal landing in the child before it resets its
+        # handlers would run the main process's handler there.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, child_mod.handled_signals())
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                try:
+                    code = child_mod.child_main(setup)
+                finally:
+                    os._exit(code)
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        os.close(wfd)
+        os.set_blocking(rfd, False)
+        worker.pid = pid
+        self.workers[pid] = worker
+        return worker
+
+    def all(self) -> list[Worker]:
+        return list(self.workers.values())
+
+    def stop(self, worker: Worker) -> None:
+        worker.stopping = True
+        self._signal(worker, signal.SIGUSR2)
+
+    def kill(self, worker: Worker) -> None:
+        self._signal(worker, signal.SIGKILL)
+
+    def forward(self, sig: int) -> None:
+        for worker in self.all():
+            self._signal(worker, sig)
+
+    def _signal(self, worker: Worker, sig: int) -> None:
+        if worker.pid:
+            try:
+                os.kill(worker.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def reap(self) -> list[Death]:
+        deaths: list[Death] = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            except OSError as exc:  # pragma: no cover
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if pid == 0:
+                break
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue  # not ours (a task's own subprocess reparented? no: ignore)
+            deaths.append(Death(worker, describe_status(status),
+                                os.waitstatus_to_exitcode(status) == 0))
+        return deaths
+
+
+class ThreadPool:
+    """Consumers as threads of the main process, each with its own broker connection
+    (one shared store for `memory://`, which is thread-safe and lives in this process)."""
+
+    kind = "threads"
+
+    def __init__(self, app: Any, spec: child_mod.ConsumerSpec, time_limit: float | None,
+                 soft_time_limit: float | None) -> None:
+        self.app = app
+        self.spec = spec
+        self.time_limit = time_limit
+        self.soft_time_limit = soft_time_limit
+        self.workers: dict[int, Worker] = {}  # by index
+
+    def spawn(self, index: int, generation: int, close_fds: list[int]) -> Worker:
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        worker = Worker(index, generation, f"c{index}.{generation}", rfd,
+                        spawned=time.monotonic())
+        worker.handle, worker.thread = self._start(worker, wfd)
+        self.workers[index] = worker
+        return worker
+
+    def _start(self, w: Worker, wfd: int) -> tuple[child_mod.Consumer, threading.Thread]:
+        from worker.backends import create_backend
+        from worker.brokers import create_broker
+
+        app, conf = self.app, self.app.conf
+        if app.broker.url.startswith("memory:"):
+            broker, backend = app.broker, app.backend  # one store per process
+        else:
+            broker = create_broker(app.broker.url, max_deliveries=conf.broker_max_deliveries)
+            backend = create_backend(getattr(conf, "result_backend", None), broker=broker)
+        rt = child_mod.make_runtime(app, self.spec, broker, backend, self.time_limit,
+                                    self.soft_time_limit)
+        hooks = child_mod.PipeHooks(wfd, self.spec.node, w.index, in_process=False)
+        consumer = child_mod.Consumer(self.spec, w.consumer, rt, hooks, interruptible=False)
+
+        def body() -> None:
+            try:
+                consumer.run()
+            except Exception:
+                consumer.exit_code = 1
+                log.exception("Pool thread %d (%s) crashed", w.index, w.consumer)
+            finally:
+                os.close(wfd)
+                if broker is not app.broker:
+                    broker.close()
+
+        thread = threading.Thread(target=body, name=f"consumer-{w.index}", daemon=True)
+        thread.start()
+        return consumer, thread
+
+    def all(self) -> list[Worker]:
+        return list(self.workers.values())
+
+    def stop(self, worker: Worker) -> None:
+        worker.stopping = True
+        if worker.handle is not None:
+            worker.handle.request_stop()
+            try:
+                worker.handle.give_back_pending(self.app.broker)
+            except Exception as exc:  # the thread gives them back itself after its task
+                log.warning("Could not give back prefetched messages of %s early: %s",
+                            worker.consumer, exc)
+
+    def kill(self, worker: Worker) -> None:
+        # A thread cannot be killed; a cold stop leaves it and releases its leases,
+        # and the process exits under it.
+        self.stop(worker)
+
+    def forward(self, sig: int) -> None:
+        pass
+
+    def reap(self) -> list[Death]:
+        deaths = []
+        for index, worker in list(self.workers.items()):
+            if worker.thread is not None and not worker.thread.is_alive():
+                worker.thread.join()
+                del self.workers[index]
+                code = getattr(worker.handle, "exit_code", 0)
+                deaths.append(Death(worker, f"exited with code {code}", code == 0))
+        return deaths
+
+
+def describe_status(status: int) -> str:
+    """One readable phrase for a wait status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
