@@ -1,0 +1,127 @@
+"""`qmulti COMMAND NODES... [options]`: the entry point.
+
+The grammar is `celery multi`'s and too irregular for click or argparse, so the
+command word is dispatched here and the rest read by `supervisor.grammar`.
+This is the only place that maps errors to exit statuses and prints them (one
+line, no traceback); the commands below return an exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+
+from pidfiles.errors import PidfileError
+from supervisor import exitcodes, show
+from supervisor.grammar import Invocation, build
+from supervisor.report import TextReporter
+from worker.exceptions import QmultiError, UsageError
+
+USAGE = """\
+usage: qmulti start    NODES [--timeout S] [qworker options]
+       qmulti stop     NODES
+       qmulti stopwait NODES [--timeout S]
+       qmulti restart  NODES [--timeout S] [qworker options]
+       qmulti kill     NODES
+       qmulti status   NODES [--json]
+       qmulti show     NODES [qworker options]
+       qmulti names    NODES
+       qmulti expand   TEMPLATE NODES
+       qmulti get      NODE NODES [qworker options]
+       qmulti supervise NODES [qworker options]
+NODES: a count (3 -> celery1..celery3) or names (w1 w2 w1@example.com).
+Per-node options: -c:1-3 4, -c:w1 8, --logfile:w2=w2.log; `--` passes the rest to
+every node; %h %n %d in options, %i %I in paths (expanded per pool child).
+Defaults: --pidfile=%n.pid --logfile=%n%I.log in the current directory.
+--timeout S: start/restart wait S seconds for a node to consume (default 30);
+stopwait/restart send QUIT to a node still running after S seconds, then KILL."""
+
+Command = Callable[[list[str]], int]
+
+
+def _invocation(argv: list[str]) -> Invocation:
+    return build(argv, socket.gethostname(), os.path.expanduser)
+
+
+def _lines(render: Callable[[list[str], str, Callable[[str], str]], list[str]]) -> Command:
+    """A read-only command: print its lines; an unknown `get` node is exit 1."""
+
+    def run(argv: list[str]) -> int:
+        try:
+            lines = render(argv, socket.gethostname(), os.path.expanduser)
+        except show.NoSuchNode as exc:
+            print(f"qmulti get: {exc}", file=sys.stderr)
+            return exitcodes.EX_FAILURE
+        for line in lines:
+            print(line)
+        return exitcodes.EX_OK
+
+    return run
+
+
+def _cluster_command(operation: str) -> Command:
+    """A command that acts on running nodes; imported late so `show` stays light."""
+
+    def run(argv: list[str]) -> int:
+        from supervisor import cluster, status
+
+        invocation = _invocation(argv)
+        if operation == "status":
+            return status.run_status(invocation)
+        reporter = TextReporter(quiet=invocation.quiet)
+        getattr(cluster, operation)(invocation, reporter, os.getcwd())
+        return exitcodes.EX_OK if reporter.all_ok else exitcodes.EX_FAILURE
+
+    return run
+
+
+def cmd_supervise(argv: list[str]) -> int:
+    # Issue 5: the foreground supervisor. The grammar is checked already, so a
+    # typo is reported the same way it will be once this exists.
+    _invocation(argv)
+    print("qmulti supervise: not implemented yet", file=sys.stderr)
+    return exitcodes.EX_FAILURE
+
+
+COMMANDS: dict[str, Command] = {
+    "start": _cluster_command("start"),
+    "stop": _cluster_command("stop"),
+    "stopwait": _cluster_command("stopwait"),
+    "restart": _cluster_command("restart"),
+    "kill": _cluster_command("kill"),
+    "status": _cluster_command("status"),
+    "show": _lines(show.show),
+    "names": _lines(show.names),
+    "expand": _lines(show.expand_template),
+    "get": _lines(show.get),
+    "supervise": cmd_supervise,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("help", "-h", "--help"):
+        print(USAGE, file=sys.stdout if args else sys.stderr)
+        return exitcodes.EX_OK if args else exitcodes.EX_USAGE
+    command = COMMANDS.get(args[0])
+    if command is None:
+        known = " ".join(COMMANDS)
+        print(f"qmulti: unknown command {args[0]!r}; commands: {known}", file=sys.stderr)
+        return exitcodes.EX_USAGE
+    try:
+        return command(args[1:])
+    except UsageError as exc:
+        print(f"qmulti {args[0]}: {exc}", file=sys.stderr)
+        return exitcodes.EX_USAGE
+    except (QmultiError, PidfileError, OSError) as exc:
+        print(f"qmulti {args[0]}: {exc}", file=sys.stderr)
+        return exitcodes.EX_FAILURE
+    except KeyboardInterrupt:
+        print(f"qmulti {args[0]}: interrupted", file=sys.stderr)
+        return exitcodes.EX_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
