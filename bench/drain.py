@@ -1,0 +1,54 @@
+"""Drain-rate measurement: pre-enqueued work, a node started on it, the broker polled.
+
+The clock runs from the first completion to the last, as seen by polling the broker
+every few milliseconds from outside: node start-up time is not part of a drain rate,
+and neither contender can skew the figure by how it reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.side import Node
+
+
+@dataclass(frozen=True)
+class Drain:
+    tasks: int  # completions between the first sample that saw one and the last
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.seconds if self.seconds > 0 else float("inf")
+
+
+def measure(finished: Callable[[], int], count: int, node: Node, stall: float = 60.0,
+            interval: float = 0.005) -> Drain:
+    """Poll `finished()` until it reaches `count`.
+
+    The rate counts only completions after the first sample that saw any, over the time
+    since that sample, so the polling interval costs accuracy at most one interval at
+    each end. A node that dies or makes no progress for `stall` seconds fails loudly.
+    """
+    first: tuple[float, int] | None = None
+    last_change, last_done = time.monotonic(), -1
+    next_check = 0.0
+    while True:
+        done = finished()
+        now = time.monotonic()
+        if done > 0 and first is None:
+            first = (now, done)
+        if done >= count:
+            break
+        if done != last_done:
+            last_change, last_done = now, done
+        elif now - last_change > stall:
+            raise RuntimeError(f"no progress for {stall:.0f} s: {done}/{count} done")
+        if now >= next_check:
+            node.check()
+            next_check = now + 0.25
+        time.sleep(interval)
+    assert first is not None
+    return Drain(tasks=done - first[1], seconds=now - first[0])

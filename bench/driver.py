@@ -1,0 +1,95 @@
+"""The producer side of a measurement, run as its own process in the task module's dir.
+
+`python -m bench.driver enqueue|rtt|ping ...` imports the generated `tasks` module the
+way user code would and prints one JSON line. A separate process per side keeps the
+two apps (both named `tasks`) apart, gives each a cold, equal start, and keeps the
+bench's own polling out of the producer's timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from typing import Any
+
+
+def _task(name: str) -> Any:
+    return getattr(importlib.import_module("tasks"), name)
+
+
+def enqueue(task_name: str, count: int) -> dict[str, Any]:
+    """`delay()` in a plain loop: what a web request handler does."""
+    task = _task(task_name)
+    start = time.perf_counter()
+    for _ in range(count):
+        task.delay()
+    return {"seconds": time.perf_counter() - start, "count": count}
+
+
+def rtt(task_name: str, count: int, warmup: int) -> dict[str, Any]:
+    """Sequential `delay().get()`; the warm-up pays for connections and subscriptions
+    that a long-lived producer pays once."""
+    task = _task(task_name)
+    for _ in range(warmup):
+        task.delay().get(timeout=30)
+    latencies = []
+    for _ in range(count):
+        start = time.perf_counter()
+        task.delay().get(timeout=30)
+        latencies.append(time.perf_counter() - start)
+    return {"latencies": latencies}
+
+
+def ping(names: list[str], timeout: float) -> None:
+    """Celery's readiness: `control.ping` until every node has answered once.
+
+    Armed before the bench starts the nodes (so imports and the connection are not
+    timed), it waits for `go` on stdin, then prints `ready` the moment all answered.
+    """
+    app = importlib.import_module("tasks").app
+    app.control.ping(timeout=0.05)  # connect now, not inside the timed part
+    print("armed", flush=True)
+    sys.stdin.readline()
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not seen.issuperset(names):
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": f"no ping from {sorted(set(names) - seen)}"}),
+                  flush=True)
+            return
+        missing = sorted(set(names) - seen)
+        for reply in app.control.ping(destination=missing, timeout=0.1, limit=len(missing)):
+            seen.update(reply)
+    print("ready", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.driver")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("enqueue")
+    p.add_argument("task")
+    p.add_argument("count", type=int)
+    p = sub.add_parser("rtt")
+    p.add_argument("task")
+    p.add_argument("count", type=int)
+    p.add_argument("--warmup", type=int, default=10)
+    p = sub.add_parser("ping")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    if args.cmd == "enqueue":
+        out = enqueue(args.task, args.count)
+    elif args.cmd == "rtt":
+        out = rtt(args.task, args.count, args.warmup)
+    else:
+        ping(args.names, args.timeout)
+        return 0
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
