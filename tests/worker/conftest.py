@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from worker import App
 from worker.brokers.memory import MemoryStore
 from worker.brokers.sqlite import SqliteStore
 
@@ -66,3 +67,19 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 def store(store_factory: StoreFactory) -> Any:
     """The store under test, with default options."""
     return store_factory()
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment overrides the app's URLs; a developer's shell must not leak in."""
+    monkeypatch.delenv("QMULTI_BROKER_URL", raising=False)
+    monkeypatch.delenv("QMULTI_RESULT_BACKEND", raising=False)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+    """An app on memory:// and on a private sqlite file, for API tests in one process."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'q.db'}"
+    the_app = App("proj", broker=url)
+    yield the_app
+    the_app.close()

@@ -26,20 +26,6 @@ from worker.exceptions import (
 from worker.protocol import Envelope, accepted, decode_envelope
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("QMULTI_BROKER_URL", raising=False)
-    monkeypatch.delenv("QMULTI_RESULT_BACKEND", raising=False)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'q.db'}"
-    the_app = App("proj", broker=url)
-    yield the_app
-    the_app.close()
-
-
 def take(app: App, queue: str = "celery", timeout: float = 5.0) -> Envelope:
     """Claim the next message of `queue` as a node would, and decode it."""
     deliveries = app.broker.claim([queue], "test-node", "c1", 1, timeout)

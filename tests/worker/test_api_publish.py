@@ -20,20 +20,6 @@ from worker.protocol import Envelope, accepted, decode_envelope, encode_envelope
 UUID4_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("QMULTI_BROKER_URL", raising=False)
-    monkeypatch.delenv("QMULTI_RESULT_BACKEND", raising=False)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'q.db'}"
-    the_app = App("proj", broker=url)
-    yield the_app
-    the_app.close()
-
-
 def take(app: App, queue: str = "celery") -> tuple[str, Envelope]:
     """(message id, envelope) of the next message of `queue`, claimed as a node would."""
     deliveries = app.broker.claim([queue], "test-node", "c1", 1, 5.0)

@@ -22,12 +22,6 @@ class CustomError(Exception):
     """Importable in the caller: rebuilt with its own type."""
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("QMULTI_BROKER_URL", raising=False)
-    monkeypatch.delenv("QMULTI_RESULT_BACKEND", raising=False)
-
-
 @pytest.fixture(params=["memory", "sqlite"])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'q.db'}"

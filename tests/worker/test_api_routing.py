@@ -3,7 +3,6 @@ attributes (rate limits, handlers) given to task objects and taken back on chang
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,14 +11,6 @@ from worker import App, Task
 from worker.exceptions import ConfigError
 from worker.protocol import Envelope, accepted, decode_envelope
 from worker.routing import parse_rate
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'q.db'}"
-    the_app = App("proj", broker=url)
-    yield the_app
-    the_app.close()
 
 
 def take(app: App, queue: str = "celery", timeout: float = 5.0) -> Envelope:

@@ -73,12 +73,6 @@ CONTRACT_PAIRS = [
 _module_ids = itertools.count()
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("QMULTI_BROKER_URL", raising=False)
-    monkeypatch.delenv("QMULTI_RESULT_BACKEND", raising=False)
-
-
 def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> str:
     """A real config module on sys.path under a name no other test uses."""
     name = f"qm_test_config_{next(_module_ids)}_{tmp_path.name.replace('-', '_')}"
