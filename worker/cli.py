@@ -238,6 +238,7 @@ def _detach(logfile: str | None) -> None:
         working_directory=os.getcwd(), umask=0o022, detach_process=True,
         stdout=out, stderr=out, signal_map={}, prevent_core=False)
     context.open()
+    out.close()  # fds 1 and 2 are its dups now; keeping it would pin a rotated log's inode
 
 
 def build_options(args: Args, level: int, app: Any) -> Any:

@@ -3,14 +3,27 @@
 A pool child either shares the node's log file (inherited, opened O_APPEND so lines
 from several processes never overwrite each other) or, when the path holds `%I`,
 opens its own; `expand_path` does the `%` expansion for both.
+
+Rotation. Every log file is opened O_APPEND, so logrotate's `copytruncate` is safe:
+after the truncation the next write lands at the new end of file, not at the old
+offset (which would leave a hole of NUL bytes). For rename-style rotation, USR2 to the
+node's main process reopens the log files (`reopen`): the main process reopens its own
+and sends CHILD_REOPEN_SIGNAL (WINCH) to each prefork child, which reopens its own
+(shared or `%I`) file. Children get WINCH, not USR2, because USR2 is their warm-stop
+signal; WINCH is ignored by default, so a child that has no handler yet cannot die of
+it. Reopening dup2()s the freshly opened file onto the handler's existing fd: the
+logging stream object and faulthandler's fd number stay valid, nothing is closed under
+a thread that is writing, and it is safe to do from a Python signal handler.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import sys
-from typing import IO
+from typing import IO, Any
 
 from worker.exceptions import UsageError
 
@@ -20,6 +33,7 @@ LEVELS = {
     "fatal": logging.CRITICAL,
 }
 LOGGER_NAME = "worker"
+CHILD_REOPEN_SIGNAL = signal.SIGWINCH
 
 
 def parse_level(text: str) -> int:
@@ -111,6 +125,51 @@ def log_fd() -> int:
             except (OSError, ValueError, AttributeError):
                 continue
     return 2
+
+
+def reopen(flush: bool = True) -> list[str]:
+    """Reopen the root logger's files at their paths (after a rename by logrotate);
+    returns the paths reopened. `flush=False` from a signal handler: flushing a buffered
+    stream that the interrupted code may be writing raises a reentrancy error (the
+    handler flushes after every record anyway, so nothing is normally pending)."""
+    done: list[str] = []
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if not isinstance(handler, logging.FileHandler) or stream is None:
+            continue
+        try:
+            if flush:
+                handler.flush()
+            fd = stream.fileno()
+            old = os.fstat(fd)
+            new = os.open(handler.baseFilename,
+                          os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except (OSError, ValueError):
+            continue  # unwritable now: keep logging to the old file rather than nowhere
+        try:
+            # A detached node's stdout/stderr are the log file too (stray prints,
+            # a dying interpreter's traceback): move them along with it.
+            for std in (1, 2):
+                if _same_file(std, old):
+                    os.dup2(new, std)
+            os.dup2(new, fd, inheritable=False)
+        finally:
+            os.close(new)
+        done.append(handler.baseFilename)
+    return done
+
+
+def reopen_on_signal(signum: int, frame: Any) -> None:
+    """A pool child's handler for CHILD_REOPEN_SIGNAL."""
+    reopen(flush=False)
+
+
+def _same_file(fd: int, st: os.stat_result) -> bool:
+    try:
+        other = os.fstat(fd)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def get_logger(name: str = LOGGER_NAME) -> logging.Logger:

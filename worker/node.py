@@ -7,6 +7,9 @@ each child's status pipe, then, in this order, handles the signals (changing the
 time limits, heartbeats, and reconciles actual children against the desired count.
 No broker call, log line or kill ever happens inside a signal handler.
 
+USR2 reopens the log files for rotation (see worker/logs.py): the main process reopens
+its own and passes the request on to each prefork child as WINCH.
+
 States: RUNNING -> STOPPING (warm: TERM, INT) -> STOPPED; RUNNING/STOPPING -> COLD
 (QUIT, second INT) -> STOPPED. The loop ends when stopping and no child is left.
 """
@@ -44,6 +47,7 @@ RUNNING, STOPPING, COLD = "running", "stopping", "cold"
 ENV_REEXEC = "QMULTI_REEXEC"  # set across a HUP re-exec: already detached, adopt the pidfile
 MAX_BACKOFF = 30.0
 RESPAWN_BACKOFF_MAX = 10.0
+STATUS_INTERVAL = 1.0  # at most one STATUS= datagram a second while counts change
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class Node:
         self.respawn_delay: dict[int, float] = {}
         self.next_beat = 0.0
         self.beat_failures = 0
+        self.last_status = ""
+        self.next_status = 0.0
         self.spec = ConsumerSpec(opts.name, self.node_id, opts.queues, opts.prefetch,
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
                                  opts.concurrency)
@@ -107,7 +113,9 @@ class Node:
         queues = ",".join(self.opts.queues)
         log.info("%s ready: %d %s child(ren) consuming from %s", self.opts.name,
                  len(self.pool.all()), self.opts.pool, queues)
-        self.notifier.ready(f"consuming from {queues} with {len(self.pool.all())} children")
+        self.last_status = self._status_text()
+        self.next_status = time.monotonic() + STATUS_INTERVAL
+        self.notifier.ready(self.last_status)
         while self.state == RUNNING or self._waiting_for_children():
             self._wait(self._timeout())
             self._handle_signals()
@@ -129,6 +137,12 @@ class Node:
             timeout = min(timeout, max(0.0, min(self.respawn_at.values()) - time.monotonic()))
         if any(w.running and w.running.time_limit for w in self.pool.all()):
             timeout = min(timeout, 0.1)
+        watchdog = self.notifier.watchdog_due_in()
+        if watchdog is not None:
+            timeout = min(timeout, watchdog)
+        if (self.state == RUNNING and self.notifier.enabled
+                and self.last_status != self._status_text()):
+            timeout = min(timeout, max(0.0, self.next_status - time.monotonic()))
         return min(timeout, 1.0)
 
     def _wait(self, timeout: float) -> None:
@@ -203,6 +217,17 @@ class Node:
                          + "".join(traceback.format_stack(frame)))
         log.warning("%s", "\n".join(parts))
         self.pool.forward(signal.SIGUSR1)  # each child dumps its own stack to the log
+
+    def _on_sigusr2(self) -> None:
+        """Log rotation: reopen our log file at its path, then have each child reopen
+        its own (children use USR2 for warm stop, so they get CHILD_REOPEN_SIGNAL)."""
+        paths = logs.reopen()
+        self.pool.forward(logs.CHILD_REOPEN_SIGNAL)
+        if paths:
+            log.info("USR2: reopened %s and asked %d pool child(ren) to reopen theirs",
+                     ", ".join(paths), len(self.pool.all()))
+        else:
+            log.info("USR2: no log file to reopen (logging to a stream)")
 
     def _on_sighup(self) -> None:
         """Graceful restart in place: drain as a warm stop, then the entry point
@@ -345,14 +370,20 @@ class Node:
                 log.warning("Cannot reach the broker %s (%s); retrying in %.1fs",
                             mask_url(self.app.broker.url), exc, delay)
                 self.notifier.status(f"waiting for the broker: {exc}")
-            self._wait(delay)
-            self._handle_signals()
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and self.state == RUNNING:
+                self.notifier.watchdog()  # waiting for the broker is not hanging
+                due = self.notifier.watchdog_due_in()
+                left = max(0.0, deadline - time.monotonic())
+                self._wait(min(left, 1.0 if due is None else due))
+                self._handle_signals()
             if self.state != RUNNING:
                 return False
             delay = min(delay * 2, MAX_BACKOFF)
 
     def _tick(self) -> None:
         self.notifier.watchdog()
+        self._report_status()
         now = time.monotonic()
         if now < self.next_beat:
             return
@@ -378,6 +409,28 @@ class Node:
         if requeued:
             log.warning("Requeued %d task(s) held by nodes whose heartbeat expired", requeued)
         self.next_beat = now + self.opts.heartbeat_interval
+
+    def _status_text(self) -> str:
+        workers = self.pool.all()
+        active = sum(1 for w in workers if w.running)
+        finished = self.finished_dead + sum(w.finished for w in workers)
+        return (f"consuming from {','.join(self.opts.queues)}: {len(workers)} children, "
+                f"{active} active, {finished} finished")
+
+    def _report_status(self) -> None:
+        """STATUS= for `systemctl status` and the controller: sent when the counts change,
+        no more than once per STATUS_INTERVAL, and only while running (a stopping node's
+        status says what it waits for)."""
+        if self.state != RUNNING or not self.notifier.enabled:
+            return
+        now = time.monotonic()
+        if now < self.next_status:
+            return
+        text = self._status_text()
+        if text != self.last_status:
+            self.notifier.status(text)
+            self.last_status = text
+            self.next_status = now + STATUS_INTERVAL
 
     def _info(self) -> dict[str, Any]:
         workers = self.pool.all()

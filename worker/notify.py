@@ -71,6 +71,13 @@ class Notifier:
         self.send(status=message)
         self.send(exit_status=code)
 
+    def watchdog_due_in(self) -> float | None:
+        """Seconds until the next watchdog ping is due (None: no watchdog), so the main
+        loop never sleeps through one."""
+        if self._watchdog_interval is None:
+            return None
+        return max(0.0, self._last_watchdog + self._watchdog_interval - time.monotonic())
+
     def watchdog(self) -> None:
         """Ping the watchdog when it is due; cheap enough to call on every tick."""
         if self._watchdog_interval is None:

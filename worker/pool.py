@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker import child as child_mod
+from worker import logs
 from worker.execute import Running
 
 log = logging.getLogger("worker")
@@ -91,13 +92,17 @@ class PreforkPool:
         parent = os.getpid()
         setup.parent_pid = parent
         # Blocked across fork: a signal landing in the child before it resets its
-        # handlers would run the main process's handler there.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, child_mod.handled_signals())
+        # handlers would run the main process's handler there. The log-reopen signal
+        # too: held until the child's handler is in place, so no reopen is missed.
+        reopen = logs.CHILD_REOPEN_SIGNAL
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {*child_mod.handled_signals(), reopen})
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 code = 1
                 try:
+                    signal.signal(reopen, logs.reopen_on_signal)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {reopen})
                     code = child_mod.child_main(setup)
                 finally:
                     os._exit(code)

@@ -107,7 +107,9 @@ class NodeProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {wanted} after {timeout}s; notify: {self.messages}; "
                                      f"stderr:\n{self.stderr()}")
-            if self.proc.poll() is not None and wanted not in self.messages:
+            # A failed node is reported at once; a launcher that exited 0 has detached,
+            # and its daemon may still be on its way to the message: keep reading.
+            if self.proc.poll() not in (None, 0) and wanted not in self.messages:
                 self._drain(0.05)
                 if wanted in self.messages:
                     break

@@ -181,10 +181,14 @@ def test_detach_with_pidfile_logfile_usr1_and_notify(tmp_path: Path) -> None:
         wait_for(lambda: not (tmp_path / "run" / "w1.pid").exists(), 10, "pidfile removed")
         assert "ready" in main_log.read_text()
     finally:
+        # The daemon's pid: from its READY (it may not have written the pidfile yet).
+        pids = [m[8:] for m in node.messages if m.startswith("MAINPID=")]
         pidfile = tmp_path / "run" / "w1.pid"
         if pidfile.exists():
+            pids.append(pidfile.read_text().strip())
+        for pid in pids:
             try:
-                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+                os.killpg(int(pid), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
         node.close()
