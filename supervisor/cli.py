@@ -78,11 +78,10 @@ def _cluster_command(operation: str) -> Command:
 
 
 def cmd_supervise(argv: list[str]) -> int:
-    # Issue 5: the foreground supervisor. The grammar is checked already, so a
-    # typo is reported the same way it will be once this exists.
-    _invocation(argv)
-    print("qmulti supervise: not implemented yet", file=sys.stderr)
-    return exitcodes.EX_FAILURE
+    """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
+    from supervisor import supervise
+
+    return supervise.run(_invocation(argv), os.getcwd())
 
 
 COMMANDS: dict[str, Command] = {
