@@ -131,7 +131,16 @@ class Consumer:
                 if self.stop_requested or not self.pending:
                     break
                 delivery = self.pending.pop(0)
-            execute(self.rt, delivery, self.hooks)
+            try:
+                execute(self.rt, delivery, self.hooks)
+            except (BrokerError, SoftTimeLimitExceeded):
+                raise  # the claim loop retries the broker; a late soft limit ends the task
+            except Exception as exc:
+                # A bug of ours on one message must not crash-loop the child before the
+                # message is ever counted: park it where `qmulti status` shows it.
+                self.rt.log.exception("Internal error on message %s; dead-lettering it",
+                                      delivery.mid)
+                self.rt.broker.dead_letter(delivery, f"internal error: {exc!r}"[:500])
             self.done += 1
             reason = self._recycle_reason()
             if reason:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 import traceback
@@ -130,9 +131,20 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
         env = protocol.decode_envelope(delivery.body, rt.accept)
     except (MalformedMessage, ContentDisallowed) as exc:
         return _refuse_undecodable(rt, delivery, exc)
+    except RecursionError:  # nested deeper than the decoder's stack: it would crash us
+        return _refuse_undecodable(rt, delivery,
+                                   MalformedMessage("cannot decode message: nested too deeply"))
     task = rt.app.tasks.get(env.task)
     if task is None:
         return _refuse_unregistered(rt, delivery, env)
+    try:
+        # Checked before the task begins: a bad option must not crash the child, nor
+        # count as a delivery that killed it.
+        limits = (_limit(env, task, "time_limit", rt.time_limit),
+                  _limit(env, task, "soft_time_limit", rt.soft_time_limit))
+    except (AttributeError, TypeError, ValueError) as exc:
+        return _refuse_undecodable(rt, delivery,
+                                   MalformedMessage(f"bad options in message {env.id}: {exc}"))
     if env.expires is not None and env.expires < time.time():
         rt.log.info("Task %s[%s] expired before it ran; not running it", env.task, env.id)
         return _revoke(rt, delivery, env, "expired")
@@ -141,7 +153,7 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
         rt.broker.ack([delivery])  # the REVOKED mark is the result; keep it as stored
         return REVOKED
     rt.limiter.wait(env.task, getattr(task, "rate_limit", None))
-    return _run(rt, delivery, env, task, hooks)
+    return _run(rt, delivery, env, task, hooks, limits)
 
 
 def _is_revoked(rt: Runtime, task_id: str) -> bool:
@@ -160,15 +172,13 @@ def _is_revoked(rt: Runtime, task_id: str) -> bool:
 
 
 def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
-         hooks: Hooks) -> str:
+         hooks: Hooks, limits: tuple[float | None, float | None]) -> str:
     started = protocol.encode_result(env.id, STARTED, {"pid": os.getpid(),
                                      "hostname": rt.hostname}, retries=env.retries,
                                      node=rt.hostname)
     backend = None if getattr(task, "ignore_result", False) else rt.backend
     _retrying(rt, lambda: rt.broker.start(delivery, env.id, started, backend, rt.ttl))
-    running = Running(delivery.mid, delivery.queue, env.id, env.task,
-                      _limit(env, task, "time_limit", rt.time_limit),
-                      _limit(env, task, "soft_time_limit", rt.soft_time_limit))
+    running = Running(delivery.mid, delivery.queue, env.id, env.task, *limits)
     hooks.begin(running)
     args, kwargs = list(env.args), dict(env.kwargs)
     began = time.monotonic()
@@ -249,7 +259,10 @@ def _reject(rt: Runtime, delivery: Delivery, env: protocol.Envelope, exc: Reject
 
 def _refuse_undecodable(rt: Runtime, delivery: Delivery, exc: Exception) -> str:
     reason = str(exc)
-    task_id = protocol.peek_id(delivery.body)
+    try:
+        task_id = protocol.peek_id(delivery.body)
+    except RecursionError:
+        task_id = None
     rt.log.error("Message %s in queue %s dead-lettered: %s", delivery.mid, delivery.queue,
                  reason)
     if task_id and rt.backend is not None:
@@ -302,9 +315,14 @@ def store_time_limit(broker: Broker, backend: ResultBackend | None, running: Run
 
 
 def _limit(env: protocol.Envelope, task: Any, name: str, default: float | None) -> float | None:
+    """The message's own limit first; raises for one that is not a positive number (the
+    message comes from outside: a producer bug or a hostile sender)."""
     for value in (env.options.get(name), getattr(task, name, None), default):
         if value:
-            return float(value)
+            seconds = float(value)
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+            return seconds
     return None
 
 

@@ -132,7 +132,7 @@ def decode_envelope(body: bytes, accept: frozenset[str]) -> Envelope:
         task_id = doc["id"]
         if not isinstance(task, str) or not isinstance(task_id, str):
             raise ValueError("task and id must be strings")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedMessage(f"cannot decode message: {exc}") from None
     if ct not in accept:
         raise ContentDisallowed(
@@ -162,7 +162,7 @@ def peek_id(body: bytes) -> str | None:
     try:
         doc = json.loads(body)
         return doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deeply
         return None
 
 
