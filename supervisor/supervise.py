@@ -12,6 +12,9 @@ Nodes run in the foreground of their own process group (`qworker` without
 `--detach`), so a TERM meant for one node never reaches another, and a KILL
 after escalation reaches the node's pool children too. They still hold their
 pidfiles, so `qmulti status` and `qmulti stop` see them as usual.
+
+The per-node record and the acts on one node's process (spawn, signal, tidy)
+live in `supervised.py`; this module keeps the loop and its decisions.
 """
 
 from __future__ import annotations
@@ -26,14 +29,21 @@ import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 
-from pidfiles import PidfileError, remove_stale
 from supervisor.backoff import Backoff
 from supervisor.cluster import CHILDREN_WAIT, QUIT_GRACE, check_paths, require_app
 from supervisor.grammar import Invocation
 from supervisor.nodes import Node
 from supervisor.states import ALIVE, WAITING, NodeState, change_state
+from supervisor.supervised import (
+    FATAL_CODES,
+    HANDLED,
+    Supervised,
+    describe_exit,
+    group_alive,
+    node_argv,
+    node_env,
+)
 from worker import exitcodes as node_exit
 from worker.notify import Notifier
 
@@ -42,53 +52,7 @@ PREFIX = "qmulti supervise"
 # Longest wait in one turn of the loop: bounds how late a backoff restart, an
 # escalation step or a watchdog ping can be.
 TICK = 0.5
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
-# A node exiting with one of these would fail the same way again: FATAL, no restart.
-FATAL_CODES = {node_exit.EX_CONFIG: "configuration error", node_exit.EX_USAGE: "usage error"}
 _UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
-
-
-@dataclass
-class Supervised:
-    """One node under supervision: its process (if any) and what is planned for it."""
-
-    node: Node
-    argv: list[str]
-    pidfile: str
-    env: dict[str, str]
-    state: NodeState = S.STOPPED
-    pid: int | None = None
-    ready_at: float = 0.0
-    next_start: float = 0.0
-    backoff: Backoff = field(default_factory=Backoff)
-    stage: str = ""  # the last stop signal sent: TERM, QUIT or KILL
-    quit_at: float | None = None
-    kill_at: float | None = None
-    we_killed: bool = False
-    last_status: str = ""  # its last STATUS= line: why it failed, when it says
-    rolled: bool = False  # restarted by the current rolling restart
-
-    @property
-    def name(self) -> str:
-        return self.node.name
-
-
-def describe_exit(code: int, we_killed: bool = False) -> str:
-    """One readable phrase for a wait status turned exit code (negative = signal)."""
-    if code >= 0:
-        meaning = FATAL_CODES.get(code)
-        return f"exited with code {code}" + (f" ({meaning})" if meaning else "")
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = str(-code)
-    hint = "" if we_killed or -code != signal.SIGKILL else " (out of memory? see dmesg)"
-    return f"killed by signal {name.removeprefix('SIG')}{hint}"
-
-
-def node_argv(node: Node, cwd: str) -> list[str]:
-    """What `start` runs, minus --detach: the node stays our child."""
-    return [word for word in node.argv(cwd) if word not in ("--detach", "-D")]
 
 
 class Supervisor:
@@ -102,7 +66,7 @@ class Supervisor:
         self.tmpdir = tempfile.mkdtemp(prefix="qmulti-supervise-")
         self.notify_path = os.path.join(self.tmpdir, "notify.sock")
         self.nodes = [Supervised(n, node_argv(n, cwd), os.path.join(cwd, n.pidfile),
-                                 self._node_env(n)) for n in nodes]
+                                 node_env(n, self.notify_path)) for n in nodes]
         self.by_pid: dict[int, Supervised] = {}
         self.stopping = False
         self.cold = False  # QUIT instead of TERM: a cold stop was asked for
@@ -113,14 +77,6 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-
-    def _node_env(self, node: Node) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(node.env)
-        for key in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
-            env.pop(key, None)
-        env["NOTIFY_SOCKET"] = self.notify_path  # ours, not systemd's: we speak for them
-        return env
 
     # -- the loop ---------------------------------------------------------------
 
@@ -205,7 +161,7 @@ class Supervisor:
         self.notifier.stopping(f"{why}: stopping {len(self.nodes)} node(s)")
         for item in self.nodes:
             if cold and item.state == S.STOPPING and item.stage == "TERM":
-                self._send(item, signal.SIGQUIT, now)
+                item.send(signal.SIGQUIT, now, self.stop_timeout)
 
     def handle_hup(self) -> None:
         if self.stopping:
@@ -270,7 +226,7 @@ class Supervisor:
             self._set(item, S.STOPPED, how if clean else f"{how}, after {item.stage}")
             item.stage = "" if clean else item.stage
             item.quit_at = item.kill_at = None
-            self._tidy_pidfile(item)
+            item.tidy_pidfile()
             return
         # A STATUS= line is its reason only when it never got going (RUNNING nodes
         # send their counters as STATUS=).
@@ -278,18 +234,13 @@ class Supervisor:
         said = f": {item.last_status}" if item.last_status and failed_start else ""
         if code in FATAL_CODES:
             self._set(item, S.FATAL, f"{how}{said}; not restarted (fix it, then HUP)")
-            self._tidy_pidfile(item)
+            item.tidy_pidfile()
             return
         ran = now - item.ready_at if item.state == S.RUNNING else 0.0
         delay = item.backoff.next_delay(ran)
         item.next_start = now + delay
         new = S.EXITED if item.state == S.RUNNING else S.BACKOFF
         self._set(item, new, f"{how}{said}; restarting in {delay:g}s")
-
-    def _tidy_pidfile(self, item: Supervised) -> None:
-        """A node that did not exit cleanly leaves its pidfile; with its lock free it is stale."""
-        with contextlib.suppress(PidfileError, OSError):
-            remove_stale(item.pidfile)
 
     # -- reconcile ----------------------------------------------------------------------
 
@@ -368,67 +319,39 @@ class Supervisor:
     # -- acting on one node -----------------------------------------------------------------
 
     def _spawn(self, item: Supervised, now: float) -> None:
-        argv = [sys.executable, "-m", "worker", *item.argv]
-        item.last_status, item.stage, item.we_killed = "", "", False
-        item.quit_at = item.kill_at = None
+        """Start the node; a spawn that fails outright counts as a failed start (BACKOFF)."""
         try:
-            pid = os.posix_spawn(
-                sys.executable, argv, item.env, setpgroup=0, setsigdef=HANDLED,
-                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
-            )
+            pid = item.spawn()
         except OSError as exc:
-            item.pid = None
             change_state(item, S.STARTING)
             delay = item.backoff.next_delay(0.0)
             item.next_start = now + delay
             self._set(item, S.BACKOFF, f"cannot run {sys.executable}: {exc}; retry in {delay:g}s")
             return
-        item.pid = pid
         self.by_pid[pid] = item
         self._set(item, S.STARTING)
 
     def _stop(self, item: Supervised, now: float) -> None:
         sig = signal.SIGQUIT if self.cold else signal.SIGTERM
         self._set(item, S.STOPPING, f"sent {sig.name.removeprefix('SIG')}")
-        self._send(item, sig, now)
-
-    def _send(self, item: Supervised, sig: signal.Signals, now: float) -> None:
-        """Signal a node's main process (KILL: its whole group) and arm the next escalation.
-
-        The pid is safe to signal: it is our unreaped child, so it cannot be reused.
-        """
-        if item.pid is None:
-            return
-        item.stage = sig.name.removeprefix("SIG")
-        with contextlib.suppress(ProcessLookupError):
-            if sig == signal.SIGKILL:
-                item.we_killed = True
-                os.killpg(item.pid, sig)
-            else:
-                os.kill(item.pid, sig)
-        if sig == signal.SIGTERM:
-            item.quit_at = None if self.stop_timeout is None else now + self.stop_timeout
-        elif sig == signal.SIGQUIT:
-            item.quit_at, item.kill_at = None, now + QUIT_GRACE
-        else:
-            item.quit_at = item.kill_at = None
+        item.send(sig, now, self.stop_timeout)
 
     def _escalate(self, item: Supervised, now: float) -> None:
         if item.quit_at is not None and now >= item.quit_at:
             self.log(f"{item.name} still running after {self.stop_timeout:g}s: sent QUIT "
                      "(its running tasks go back to the queue)")
-            self._send(item, signal.SIGQUIT, now)
+            item.send(signal.SIGQUIT, now, self.stop_timeout)
         elif item.kill_at is not None and now >= item.kill_at:
             self.log(f"{item.name} still running {QUIT_GRACE:g}s after QUIT: sent KILL "
                      "to the node and its children")
-            self._send(item, signal.SIGKILL, now)
+            item.send(signal.SIGKILL, now, self.stop_timeout)
 
     def _wait_groups(self) -> None:
         """Pool children follow their node within moments; what lingers gets KILL."""
         groups = {item.pid for item in self.nodes if item.pid is not None}
         deadline = time.monotonic() + CHILDREN_WAIT
         while groups and time.monotonic() < deadline:
-            groups = {pgid for pgid in groups if _group_alive(pgid)}
+            groups = {pgid for pgid in groups if group_alive(pgid)}
             if groups:
                 self.selector.select(0.05)
                 self._drain_wakeups()
@@ -459,16 +382,6 @@ class Supervisor:
 
 def _record_only(signum: int, frame: object) -> None:
     """The C-level handler already wrote `signum` to the wake-up pipe; nothing else to do."""
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run(inv: Invocation, cwd: str) -> int:
