@@ -1,9 +1,12 @@
 """`qmulti status [--json]`: one row a node, from its pidfile and its process tree.
 
-The row is a dataclass so later issues can add broker-side fields (active and
-finished tasks, last heartbeat, queue depths, dead letters) without touching
-how rows are gathered or rendered: both go through `as_dict()`.
-Exit status 0 when every node runs, 1 otherwise, so scripts can test it.
+The row is a dataclass; rendering goes through `as_dict()`. When the broker is
+known (`-A`, `-b` or QMULTI_BROKER_URL, as for `start`), each row also gets what the
+node's last heartbeat said (active and finished tasks, seconds since), and a
+footer (JSON: a top-level "broker" object) shows queue depths, scheduled, leased
+and dead-letter counts; see `supervisor.brokerinfo`. A broker that is down or
+missing is reported in that footer and does not change the exit status:
+0 when every node runs, 1 otherwise, so scripts can test it.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
-from supervisor import exitcodes, procs
+from supervisor import brokerinfo, exitcodes, procs
 from supervisor.grammar import Invocation
 from supervisor.nodes import Node
+from worker.exceptions import QmultiError
+from worker.urls import mask_url
 
 STATES = ("running", "stale", "stopped", "unreadable")
 
@@ -31,6 +36,9 @@ class NodeStatus:
     rss: int | None = None  # bytes, node and children
     children: int | None = None
     reason: str | None = None  # why the pidfile is unreadable
+    active: int | None = None  # tasks running now, per the node's last heartbeat
+    finished: int | None = None  # tasks finished since the node started
+    heartbeat_age: float | None = None  # seconds since the node's last heartbeat
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,24 +82,67 @@ def _human_seconds(value: float | None) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def render_table(rows: list[NodeStatus]) -> list[str]:
-    table = [("NODE", "STATE", "PID", "UPTIME", "RSS", "CHILDREN")]
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def render_table(rows: list[NodeStatus], broker: bool = False) -> list[str]:
+    head = ("NODE", "STATE", "PID", "UPTIME", "RSS", "CHILDREN")
+    table = [head + (("ACTIVE", "FINISHED", "HEARTBEAT") if broker else ())]
     for row in rows:
-        table.append((row.name, row.state, "-" if row.pid is None else str(row.pid),
-                      _human_seconds(row.uptime), _human_bytes(row.rss),
-                      "-" if row.children is None else str(row.children)))
+        cells: tuple[str, ...] = (row.name, row.state, _dash(row.pid),
+                                  _human_seconds(row.uptime), _human_bytes(row.rss),
+                                  _dash(row.children))
+        if broker:
+            beat = "-" if row.heartbeat_age is None else f"{row.heartbeat_age:.1f}s ago"
+            cells += (_dash(row.active), _dash(row.finished), beat)
+        table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
             for r in table]
 
 
-def run_status(inv: Invocation, cwd: str | None = None, out: TextIO | None = None) -> int:
+def broker_side(inv: Invocation, cwd: str,
+                environ: dict[str, str] | None = None) -> brokerinfo.BrokerInfo | None:
+    """The broker's view, when something names the broker (the first node's)."""
+    if not inv.nodes:
+        return None
+    env = dict(os.environ if environ is None else environ)
+    try:
+        url = brokerinfo.broker_url(inv.nodes[0], env, cwd)
+    except QmultiError as exc:  # a bad -A or URL: the pidfile rows are still worth seeing
+        return brokerinfo.BrokerInfo("?", error=mask_url(str(exc)))
+    if url is None:
+        return None
+    return brokerinfo.gather(url, cwd)
+
+
+def _merge(row: NodeStatus, info: brokerinfo.BrokerInfo) -> None:
+    seen = info.nodes.get(row.name)
+    if seen is not None:
+        row.active, row.finished = seen.active, seen.finished
+        row.heartbeat_age = seen.heartbeat_age
+
+
+def run_status(inv: Invocation, cwd: str | None = None, out: TextIO | None = None,
+               environ: dict[str, str] | None = None) -> int:
     out = out or sys.stdout
-    rows = [node_status(node, cwd or os.getcwd()) for node in inv.nodes]
+    cwd = cwd or os.getcwd()
+    rows = [node_status(node, cwd) for node in inv.nodes]
+    info = broker_side(inv, cwd, environ)
+    if info is not None:
+        for row in rows:
+            _merge(row, info)
     if inv.json:
-        print(json.dumps({"nodes": [row.as_dict() for row in rows]}, indent=2), file=out)
+        doc: dict[str, Any] = {"nodes": [row.as_dict() for row in rows]}
+        if info is not None:
+            doc["broker"] = info.as_dict()
+        print(json.dumps(doc, indent=2), file=out)
     else:
-        for line in render_table(rows):
+        for line in render_table(rows, broker=info is not None):
             print(line, file=out)
+        if info is not None:
+            for line in brokerinfo.footer(info):
+                print(line, file=out)
     running = all(row.state == "running" for row in rows)
     return exitcodes.EX_OK if running else exitcodes.EX_FAILURE

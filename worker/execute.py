@@ -150,7 +150,8 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
         return _revoke(rt, delivery, env, "expired")
     if _is_revoked(rt, env.id):
         rt.log.info("Task %s[%s] was revoked; not running it", env.task, env.id)
-        rt.broker.ack([delivery])  # the REVOKED mark is the result; keep it as stored
+        # The REVOKED mark is the result; keep it as stored.
+        _retrying(rt, lambda: rt.broker.ack([delivery]))
         return REVOKED
     rt.limiter.wait(env.task, getattr(task, "rate_limit", None))
     return _run(rt, delivery, env, task, hooks, limits)
@@ -160,7 +161,9 @@ def _is_revoked(rt: Runtime, task_id: str) -> bool:
     """`AsyncResult.revoke()` stores a REVOKED mark in the backend before the task runs."""
     if rt.backend is None:
         return False
-    blob = rt.backend.get(task_id)
+    backend = rt.backend
+    # Retried like a write: a broker outage here must not crash the child.
+    blob = _retrying(rt, lambda: backend.get(task_id))
     if blob is None:
         return False
     try:
@@ -250,10 +253,10 @@ def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, e
 def _reject(rt: Runtime, delivery: Delivery, env: protocol.Envelope, exc: Reject) -> str:
     if exc.requeue:
         rt.log.warning("Task %s[%s] rejected and requeued: %s", env.task, env.id, exc.reason)
-        rt.broker.nack([delivery])
+        _retrying(rt, lambda: rt.broker.nack([delivery]))
         return "REQUEUED"
     rt.log.warning("Task %s[%s] rejected; dead-lettered: %s", env.task, env.id, exc.reason)
-    rt.broker.dead_letter(delivery, f"rejected: {exc.reason}")
+    _retrying(rt, lambda: rt.broker.dead_letter(delivery, f"rejected: {exc.reason}"))
     return "DEAD"
 
 
@@ -267,7 +270,7 @@ def _refuse_undecodable(rt: Runtime, delivery: Delivery, exc: Exception) -> str:
                  reason)
     if task_id and rt.backend is not None:
         _store_failure(rt, task_id, exc)
-    rt.broker.dead_letter(delivery, reason)
+    _retrying(rt, lambda: rt.broker.dead_letter(delivery, reason))
     return "DEAD"
 
 
@@ -278,7 +281,7 @@ def _refuse_unregistered(rt: Runtime, delivery: Delivery, env: protocol.Envelope
                  reason)
     if rt.backend is not None:
         _store_failure(rt, env.id, NotRegistered(reason))
-    rt.broker.dead_letter(delivery, reason)
+    _retrying(rt, lambda: rt.broker.dead_letter(delivery, reason))
     return "DEAD"
 
 

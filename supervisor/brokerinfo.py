@@ -1,0 +1,141 @@
+"""The broker side of `qmulti status`: which store the nodes use, and what it says.
+
+The controller learns the broker as a node would (`-b URL` / QMULTI_BROKER_URL, else
+the `-A` app's settings), but only looks: status must never create a store (a sqlite
+URL whose file is missing is reported, not made) nor fail because the broker is down;
+a broker problem becomes a line in the footer and the pidfile-side rows still print.
+The URL is only ever shown masked.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.nodes import Node
+from worker.exceptions import QmultiError
+from worker.urls import mask_url, parse_url
+
+URL_ENV_VAR = "QMULTI_BROKER_URL"
+
+
+@dataclass
+class NodeBrokerInfo:
+    """What the node's last heartbeat said of it."""
+
+    active: int | None = None
+    finished: int | None = None
+    heartbeat_age: float | None = None  # seconds since its last heartbeat
+
+
+@dataclass
+class BrokerInfo:
+    url: str  # masked
+    error: str | None = None  # "no such store", "unreachable: ..."
+    queues: dict[str, int] = field(default_factory=dict)
+    scheduled: int | None = None
+    leased: int | None = None
+    dead: int | None = None
+    nodes: dict[str, NodeBrokerInfo] = field(default_factory=dict)  # by node name
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "error": self.error, "queues": dict(self.queues),
+                "scheduled": self.scheduled, "leased": self.leased, "dead": self.dead}
+
+
+def _option(node: Node, key: str) -> str | None:
+    for opt in node.options:
+        if opt.key == key and opt.value is not None:
+            return opt.value
+    return None
+
+
+def broker_url(node: Node, environ: Mapping[str, str], cwd: str) -> str | None:
+    """The broker URL this node would use, or None when nothing names the app or broker.
+
+    The node's own `-b` wins, then the environment (as in the node), then the `-A`
+    app's setting. Loading the app only imports the user's modules, as the node does
+    before connecting; it opens no connection.
+    """
+    for key, value in node.env:
+        if key == URL_ENV_VAR and value:
+            return value
+    if environ.get(URL_ENV_VAR):
+        return environ[URL_ENV_VAR]
+    spec = _option(node, "--app")
+    if spec is None:
+        return None
+    from worker.loader import load_app
+
+    previous = os.getcwd()
+    os.chdir(cwd)  # the app's relative sqlite path is relative to where the node runs
+    try:
+        app = load_app(spec)
+        url = app.conf.broker_url
+    finally:
+        os.chdir(previous)
+    return parse_url(url, "broker").url
+
+
+def _sqlite_file(url: str, cwd: str) -> str:
+    """The file a sqlite URL names, relative paths read from `cwd` (where nodes run)."""
+    from worker.brokers.sqlite_schema import db_path
+
+    db_path(url)  # validates the URL the way the store does
+    path = url.partition("://")[2].split("?", 1)[0][1:]
+    return os.path.abspath(os.path.join(cwd, path))
+
+
+def gather(url: str, cwd: str, now: float | None = None) -> BrokerInfo:
+    """Read the broker's stats; a store problem is recorded, never raised."""
+    from worker.brokers import create_broker
+
+    info = BrokerInfo(mask_url(url))
+    try:
+        kind = parse_url(url, "broker").kind
+        if kind == "memory":
+            info.error = "memory:// is private to one process; nothing to show"
+            return info
+        if kind == "sqlite":
+            path = _sqlite_file(url, cwd)
+            if not os.path.isfile(path):
+                info.error = "no such store"
+                return info
+            url = "sqlite:///" + path  # absolute: three slashes and a leading /
+        broker = create_broker(url, connect_timeout=3.0)
+        try:
+            stats = broker.stats()
+        finally:
+            broker.close()
+    except (QmultiError, OSError) as exc:
+        info.error = mask_url(str(exc)) or type(exc).__name__
+        return info
+    now = time.time() if now is None else now
+    info.queues = dict(stats.queues)
+    info.scheduled, info.leased, info.dead = stats.scheduled, stats.leased, stats.dead
+    # A name seen twice (a restarted node whose old record has not expired yet): the
+    # freshest heartbeat is the live one.
+    for record in sorted(stats.nodes, key=lambda r: r.heartbeat):
+        name = record.info.get("name")
+        if not isinstance(name, str):
+            continue
+        info.nodes[name] = NodeBrokerInfo(
+            _int(record.info.get("active")), _int(record.info.get("finished")),
+            max(0.0, now - record.heartbeat))
+    return info
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def footer(info: BrokerInfo) -> list[str]:
+    if info.error is not None:
+        return [f"broker: {info.url}: {info.error}"]
+    queues = " ".join(f"{q}={n}" for q, n in sorted(info.queues.items())) or "-"
+    return [f"broker: {info.url}",
+            f"queues: {queues}",
+            f"scheduled: {info.scheduled}  leased: {info.leased}  dead-letter: {info.dead}"]
