@@ -39,7 +39,6 @@ from worker.exceptions import BrokerConnectionError
 from worker.execute import store_time_limit
 from worker.notify import Notifier
 from worker.pool import Death, PreforkPool, ThreadPool, Worker
-from worker.urls import mask_url
 
 log = logging.getLogger("worker")
 
@@ -361,14 +360,23 @@ class Node:
         """Heartbeat once before forking: the node is ready only when the broker answers.
         ConfigError (bad URL, unwritable path) propagates: exit 78."""
         delay = 0.5
+        failures = 0
         while True:
             try:
                 self.app.broker.heartbeat(self.node_id, self._info())
                 self.next_beat = time.monotonic() + self.opts.heartbeat_interval
+                if failures:
+                    log.warning("Broker reachable again after %d tries; starting", failures)
                 return True
             except BrokerConnectionError as exc:
-                log.warning("Cannot reach the broker %s (%s); retrying in %.1fs",
-                            mask_url(self.app.broker.url), exc, delay)
+                # One clear line, then quiet retries: the broker may come back, and a log
+                # that repeats every backoff step buries the reason.
+                failures += 1
+                if failures == 1:
+                    log.warning("Cannot reach the broker (%s); retrying with backoff (up to "
+                                "%.0fs apart) until it answers", exc, MAX_BACKOFF)
+                else:
+                    log.debug("Broker still unreachable (try %d): %s", failures, exc)
                 self.notifier.status(f"waiting for the broker: {exc}")
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and self.state == RUNNING:

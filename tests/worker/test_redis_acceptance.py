@@ -248,10 +248,10 @@ def test_unreachable_redis_at_start(tmp_path: Path) -> None:
         assert node.proc.poll() is None, node.stderr()
         assert "READY=1" not in node.messages
         lines = [line for line in node.stderr().splitlines() if "Cannot reach" in line]
-        # One line an attempt, each naming the host; attempts back off (0.5, 1, 2, 4 s),
-        # so the log does not fill up while the broker is away.
-        assert 1 <= len(lines) <= 5, lines
-        assert all(url in line and "retrying in" in line for line in lines), lines
+        # One clear line naming the host; the retries that follow (backing off) are
+        # logged at debug level, so the log does not fill up while the broker is away.
+        assert len(lines) == 1, lines
+        assert all(url in line and "retrying" in line for line in lines), lines
         assert "Traceback" not in node.stderr()
     finally:
         project.close()
