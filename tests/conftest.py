@@ -16,3 +16,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server (see tests/redis_server.py), killed after the test."""
     with RedisServer(tmp_path) as server:
         yield server
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show what the drills printed (their figures) even in a quiet run, so CI's log
+    reports them; pytest-xdist forwards each test's captured output in its report."""
+    lines: list[str] = []
+    for report in terminalreporter.stats.get("passed", []):
+        if "tests/drills/" not in report.nodeid or report.when != "call":
+            continue
+        for title, content in report.sections:
+            if "stdout" in title and content.strip():
+                lines.append(f"{report.nodeid}:")
+                lines.extend(f"    {line}" for line in content.strip().splitlines())
+    if lines:
+        terminalreporter.section("drill figures")
+        for line in lines:
+            terminalreporter.write_line(line)

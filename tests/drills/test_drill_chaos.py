@@ -1,7 +1,7 @@
 """Drill: KILL a random node main process or pool child every 2 s, restart Redis once.
 
-Three nodes (`-c 2`) on a private append-only Redis work through 600 tracked tasks of
-0.1 s (the short CI form; `python -m bench.soak` runs 10,000). Dead nodes come back
+Three nodes (`-c 2`) on a private append-only Redis work through the issue's 1,000 tracked
+tasks of 0.06 s (the short CI form; `python -m bench.soak` runs 10,000). Dead nodes come back
 through `qmulti supervise` when it works here, else the drill re-runs `qmulti start`
 for them. The heartbeat expiry is 3 s so that a killed main's prefetched tasks return
 quickly. Asserted: 0 lost (every task SUCCESS), and every re-run is of a task whose
@@ -23,7 +23,7 @@ from redis_server import RedisServer
 @pytest.mark.timeout(170)
 def test_chaos_loses_nothing_and_reruns_only_killed_work(tmp_path: Path) -> None:
     project = Project.make(tmp_path / "proj")
-    cfg = ChaosConfig(tasks=600, task_seconds=0.1, chaos_for=24.0, kill_every=2.0,
+    cfg = ChaosConfig(tasks=1000, task_seconds=0.06, chaos_for=24.0, kill_every=2.0,
                       drain_timeout=60.0)
     with RedisServer(tmp_path, appendonly=True) as server:
         drill = ChaosDrill(project.path, server.url, lambda: server.restart(down_for=1.0), cfg)
