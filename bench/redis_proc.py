@@ -2,13 +2,15 @@
 
 Never the shared server on 6379: other helpers' tests use it, a bench flushes its
 database between phases, and both sides must meet a broker with nothing else on it.
-No persistence, as a benchmark wants the broker's speed, not the disk's.
+No persistence by default, as a benchmark wants the broker's speed, not the disk's;
+the soak asks for an append-only server, since it restarts Redis and must lose nothing.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import redis
@@ -19,7 +21,7 @@ from bench import procs
 class RedisProc:
     """One redis-server on a free loopback port with its data dir under `root`."""
 
-    def __init__(self, root: Path, run_id: str) -> None:
+    def __init__(self, root: Path, run_id: str, appendonly: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: install it (apt-get install redis-server)")
@@ -27,6 +29,7 @@ class RedisProc:
         self.dir = root / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id
+        self.appendonly = appendonly
         self.port = procs.free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -38,7 +41,9 @@ class RedisProc:
 
     def start(self) -> RedisProc:
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--save", "", "--appendonly", "no",
+                "--dir", str(self.dir), "--save", "",
+                *(["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly
+                  else ["--appendonly", "no"]),
                 "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
         self.proc = procs.spawn(argv, self.dir, procs.bench_env(self.run_id),
                                 self.dir / "stdout.log")
@@ -59,6 +64,13 @@ class RedisProc:
         self.client().flushall()
 
     def stop(self) -> None:
+        """TERM first: an append-only server writes its file out before it exits."""
         if self.proc is not None:
             procs.stop_group(self.proc, timeout=10)
             self.proc = None
+
+    def restart(self, down_for: float = 1.0) -> None:
+        """Stop, stay down `down_for` seconds (the outage the soak wants), start again."""
+        self.stop()
+        time.sleep(down_for)  # the outage itself
+        self.start()

@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from bench.redis_proc import RedisProc
 
 TASKS = '''
 import os
@@ -351,59 +352,6 @@ def _status(blob: bytes) -> str:
     return str(json.loads(blob).get("status"))
 
 
-# -- the soak's own Redis ---------------------------------------------------------------
-
-class SoakRedis:
-    """A private append-only redis-server; `restart` keeps the data (clean stop)."""
-
-    def __init__(self, root: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("bench.soak: redis-server not found; install it")
-        self.binary = binary
-        self.dir = root / "redis"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.dir), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--logfile", str(self.dir / "redis.log")], cwd=self.dir,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), 0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def restart(self) -> None:
-        self.stop()
-        time.sleep(1.0)  # the outage itself
-        self.start()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split(
         "\n\n")[0])
@@ -420,11 +368,10 @@ def main(argv: list[str] | None = None) -> int:
                       kill_every=args.kill_every, redis_restarts=args.redis_restarts,
                       restarter=args.restarter, seed=args.seed, drain_timeout=600.0)
     root = Path(tempfile.mkdtemp(prefix="qmulti-soak-"))
-    redis = SoakRedis(root)
-    redis.start()
+    redis = RedisProc(root, run_id=root.name, appendonly=True).start()
     project = root / "project"
     project.mkdir()
-    drill = ChaosDrill(project, redis.url, redis.restart, cfg)
+    drill = ChaosDrill(project, redis.url(0), redis.restart, cfg)
     try:
         rep = drill.run()
     finally:
