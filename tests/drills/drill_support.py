@@ -27,6 +27,8 @@ from typing import Any
 
 import psutil
 
+from helpers import processes_of
+
 ROOT = Path(__file__).resolve().parents[2]
 
 TASKS = '''
@@ -138,25 +140,7 @@ class Project:
                                     stdout=sink, stderr=sink, start_new_session=True)
 
     def processes(self) -> list[psutil.Process]:
-        found = []
-        marker = f"QMULTI_TEST_TAG={self.tag}".encode()
-        where = str(self.path)
-        for proc in psutil.process_iter():
-            if proc.pid == os.getpid():
-                continue
-            try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                cwd = proc.cwd()
-                if cwd == where or cwd.startswith(where + os.sep):
-                    found.append(proc)
-                    continue
-                with open(f"/proc/{proc.pid}/environ", "rb") as fh:
-                    if marker in fh.read().split(b"\0"):
-                        found.append(proc)
-            except (OSError, psutil.Error):
-                continue
-        return found
+        return processes_of(self.path, self.tag)
 
     def node_mains(self) -> dict[str, psutil.Process]:
         """Live node main processes by node name (from their titles)."""

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from helpers import processes_of
+
 TASKS = '''
 import os
 import time
@@ -81,31 +83,7 @@ class Cluster:
                                 stderr=subprocess.PIPE, text=True)
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process working in our directory or carrying our tag.
-
-        Nodes run in the directory they were started from; the tag covers a
-        launcher before that. (setproctitle overwrites a node's environ block, so
-        the tag alone would miss nodes.)
-        """
-        found = []
-        marker = f"QMULTI_TEST_TAG={self.tag}".encode()
-        where = str(self.path)
-        for proc in psutil.process_iter():
-            if proc.pid == os.getpid():
-                continue
-            try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                cwd = proc.cwd()
-                if cwd == where or cwd.startswith(where + os.sep):
-                    found.append(proc)
-                    continue
-                with open(f"/proc/{proc.pid}/environ", "rb") as fh:
-                    if marker in fh.read().split(b"\0"):
-                        found.append(proc)
-            except (OSError, psutil.Error):
-                continue
-        return found
+        return processes_of(self.path, self.tag)
 
     def kill_all(self) -> None:
         procs = self.processes()
