@@ -40,7 +40,7 @@ TASKS = '''
 import os
 import time
 
-from worker import App
+from qmulti import App
 
 app = App("tasks", broker={url!r})
 app.conf.update(worker_heartbeat_interval={beat!r}, worker_heartbeat_expiry={expiry!r})
@@ -132,7 +132,7 @@ class ChaosDrill:
     def _qmulti(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
-        return subprocess.run([sys.executable, "-m", "supervisor.cli", *args], cwd=self.root,
+        return subprocess.run([sys.executable, "-m", "qmulti.supervisor", *args], cwd=self.root,
                               env=env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
 
@@ -184,7 +184,7 @@ class ChaosDrill:
                 env = dict(os.environ)
                 env.pop("NOTIFY_SOCKET", None)
                 self.supervise = subprocess.Popen(
-                    [sys.executable, "-m", "supervisor.cli", "supervise", *self.names,
+                    [sys.executable, "-m", "qmulti.supervisor", "supervise", *self.names,
                      *self.node_args], cwd=self.root, env=env, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=out, start_new_session=True)
             if self._wait(lambda: self._consuming() or self.supervise.poll() is not None, 30) \
@@ -260,8 +260,8 @@ class ChaosDrill:
 
     # -- the drill ---------------------------------------------------------------------
     def run(self) -> ChaosReport:
-        from worker import App
-        from worker.brokers.redis import RedisStore
+        from qmulti import App
+        from qmulti.brokers.redis import RedisStore
 
         cfg, rep = self.cfg, self.report
         began = time.monotonic()

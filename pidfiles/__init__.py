@@ -33,9 +33,9 @@ Errors are :class:`PidfileError` (one line saying what to do) and its subclass
 :class:`AlreadyRunning` (``.pid``, ``.path``).
 """
 
-from pidfiles.errors import AlreadyRunning, PidfileError
-from pidfiles.pidfile import ENV_FD, Pidfile
-from pidfiles.probe import PidfileStatus, probe, remove_stale
+from qmulti.pidfiles.errors import AlreadyRunning, PidfileError
+from qmulti.pidfiles.pidfile import ENV_FD, Pidfile
+from qmulti.pidfiles.probe import PidfileStatus, probe, remove_stale
 
 __all__ = [
     "ENV_FD",

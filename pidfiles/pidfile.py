@@ -11,8 +11,8 @@ import stat
 from collections.abc import Mapping, MutableMapping
 from types import TracebackType
 
-from pidfiles.errors import AlreadyRunning, PidfileError
-from pidfiles.probe import lock_or_held, open_existing, read_pid_fd, unlink_if_same
+from qmulti.pidfiles.errors import AlreadyRunning, PidfileError
+from qmulti.pidfiles.probe import lock_or_held, open_existing, read_pid_fd, unlink_if_same
 
 # The locked fd number survives os.execv (HUP re-exec) under this variable.
 ENV_FD = "QMULTI_PIDFILE_FD"

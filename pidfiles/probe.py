@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from pidfiles.errors import PidfileError
+from qmulti.pidfiles.errors import PidfileError
 
 State = Literal["running", "stale", "missing", "unreadable"]
 

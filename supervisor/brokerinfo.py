@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.nodes import Node
-from worker.exceptions import QmultiError
-from worker.urls import mask_url, parse_url
+from qmulti.exceptions import QmultiError
+from qmulti.supervisor.nodes import Node
+from qmulti.urls import mask_url, parse_url
 
 URL_ENV_VAR = "QMULTI_BROKER_URL"
 
@@ -68,7 +68,7 @@ def broker_url(node: Node, environ: Mapping[str, str], cwd: str) -> str | None:
     spec = _option(node, "--app")
     if spec is None:
         return None
-    from worker.loader import load_app
+    from qmulti.node.loader import load_app
 
     previous = os.getcwd()
     os.chdir(cwd)  # the app's relative sqlite path is relative to where the node runs
@@ -82,7 +82,7 @@ def broker_url(node: Node, environ: Mapping[str, str], cwd: str) -> str | None:
 
 def _sqlite_file(url: str, cwd: str) -> str:
     """The file a sqlite URL names, relative paths read from `cwd` (where nodes run)."""
-    from worker.brokers.sqlite_schema import db_path
+    from qmulti.brokers.sqlite.schema import db_path
 
     db_path(url)  # validates the URL the way the store does
     path = url.partition("://")[2].split("?", 1)[0][1:]
@@ -91,7 +91,7 @@ def _sqlite_file(url: str, cwd: str) -> str:
 
 def gather(url: str, cwd: str, now: float | None = None) -> BrokerInfo:
     """Read the broker's stats; a store problem is recorded, never raised."""
-    from worker.brokers import create_broker
+    from qmulti.brokers import create_broker
 
     info = BrokerInfo(mask_url(url))
     try:

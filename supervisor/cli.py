@@ -13,11 +13,11 @@ import socket
 import sys
 from collections.abc import Callable
 
-from pidfiles.errors import PidfileError
-from supervisor import exitcodes, show
-from supervisor.grammar import Invocation, build
-from supervisor.report import TextReporter
-from worker.exceptions import QmultiError, UsageError
+from qmulti.exceptions import QmultiError, UsageError
+from qmulti.pidfiles.errors import PidfileError
+from qmulti.supervisor import exitcodes, show
+from qmulti.supervisor.grammar import Invocation, build
+from qmulti.supervisor.report import TextReporter
 
 USAGE = """\
 usage: qmulti start    NODES [--timeout S] [qworker options]
@@ -65,7 +65,7 @@ def _cluster_command(operation: str) -> Command:
     """A command that acts on running nodes; imported late so `show` stays light."""
 
     def run(argv: list[str]) -> int:
-        from supervisor import cluster, status
+        from qmulti.supervisor import cluster, status
 
         invocation = _invocation(argv)
         if operation == "status":
@@ -79,7 +79,7 @@ def _cluster_command(operation: str) -> Command:
 
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
-    from supervisor import supervise
+    from qmulti.supervisor import supervise
 
     return supervise.run(_invocation(argv), os.getcwd())
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from pidfiles import PidfileError, PidfileStatus, remove_stale
-from supervisor import procs
-from supervisor.grammar import Invocation
-from supervisor.launch import launch_and_wait
-from supervisor.nodes import Node
-from supervisor.options import GrammarError
-from supervisor.report import NodeResult, Reporter
-from worker.exceptions import QmultiError
+from qmulti.exceptions import QmultiError
+from qmulti.pidfiles import PidfileError, PidfileStatus, remove_stale
+from qmulti.supervisor import procs
+from qmulti.supervisor.grammar import Invocation
+from qmulti.supervisor.launch import launch_and_wait
+from qmulti.supervisor.nodes import Node
+from qmulti.supervisor.options import GrammarError
+from qmulti.supervisor.report import NodeResult, Reporter
 
 DEFAULT_START_TIMEOUT = 30.0
 # After QUIT (cold stop, tasks given back) a node gets this long before KILL.

@@ -32,8 +32,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from supervisor.nodes import Node
-from supervisor.options import URL_ENV, GrammarError, Option, ParsedArgs, tokenize
+from qmulti.supervisor.nodes import Node
+from qmulti.supervisor.options import URL_ENV, GrammarError, Option, ParsedArgs, tokenize
 
 DEFAULT_RANGE_PREFIX = "celery"
 DEFAULT_PIDFILE = "%n.pid"

@@ -1,6 +1,6 @@
 """Starting nodes and knowing they consume: the heart of `start` and `restart`.
 
-Each node is launched as `python -m worker ... --detach` with its own notify
+Each node is launched as `python -m qmulti ... --detach` with its own notify
 socket (a unix datagram socket in a private directory, passed as NOTIFY_SOCKET).
 The launcher validates in the foreground and exits: non-zero with one stderr
 line means a configuration error (bad -A), and the node is FAILED at once with
@@ -28,9 +28,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from supervisor.nodes import Node
-from supervisor.procs import Pinned, pin
-from supervisor.report import NodeResult
+from qmulti.supervisor.nodes import Node
+from qmulti.supervisor.procs import Pinned, pin
+from qmulti.supervisor.report import NodeResult
 
 LOG_TAIL_LINES = 10
 # How often a launched node's pidfile is probed until it is held (then its pidfd
@@ -175,7 +175,7 @@ def launch_and_wait(nodes: list[Node], cwd: str, timeout: float,
             selector.register(sock, selectors.EVENT_READ, launch)
             with open(launch.errpath, "wb") as err:
                 launch.proc = subprocess.Popen(
-                    [sys.executable, "-m", "worker", *node.argv(cwd)],
+                    [sys.executable, "-m", "qmulti", *node.argv(cwd)],
                     cwd=cwd, env=_node_env(node, path), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                 )

@@ -11,8 +11,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from supervisor.options import Option
-from worker.urls import mask_url
+from qmulti.supervisor.options import Option
+from qmulti.urls import mask_url
 
 PROGRAM = "qworker"
 _NODE_KEY = re.compile(r"%([%iI])")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker.exceptions import UsageError
+from qmulti.exceptions import UsageError
 
 
 class GrammarError(UsageError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from pidfiles import PidfileStatus, probe
+from qmulti.pidfiles import PidfileStatus, probe
 
 TITLE_PREFIX = "qworker:"
 

@@ -8,7 +8,7 @@ What they print, next to `celery multi` (the recorded outputs live in
 tests/supervisor/test_show.py):
 - `names` and `expand` print what Celery prints.
 - `show` prints the command qmulti runs for each node with `qworker` for the
-  program (qmulti runs `python -m worker`, the same thing): Celery's
+  program (qmulti runs `python -m qmulti`, the same thing): Celery's
   `python -m celery [-A app] worker --detach ... --executable=python` becomes
   `qworker --detach [-A app] ...`; options keep their order; `-n`, `--pidfile`
   and `--logfile` always come last and always appear, since qmulti manages
@@ -30,8 +30,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from supervisor.grammar import build, expand, find, node_keys
-from supervisor.options import GrammarError
+from qmulti.supervisor.grammar import build, expand, find, node_keys
+from qmulti.supervisor.options import GrammarError
 
 ExpandUser = Callable[[str], str]
 

@@ -17,11 +17,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
-from supervisor import brokerinfo, exitcodes, procs
-from supervisor.grammar import Invocation
-from supervisor.nodes import Node
-from worker.exceptions import QmultiError
-from worker.urls import mask_url
+from qmulti.exceptions import QmultiError
+from qmulti.supervisor import brokerinfo, exitcodes, procs
+from qmulti.supervisor.grammar import Invocation
+from qmulti.supervisor.nodes import Node
+from qmulti.urls import mask_url
 
 STATES = ("running", "stale", "stopped", "unreadable")
 

@@ -30,12 +30,11 @@ import sys
 import tempfile
 import time
 
-from supervisor.backoff import Backoff
-from supervisor.cluster import CHILDREN_WAIT, QUIT_GRACE, check_paths, require_app
-from supervisor.grammar import Invocation
-from supervisor.nodes import Node
-from supervisor.states import ALIVE, WAITING, NodeState, change_state
-from supervisor.supervised import (
+from qmulti.supervisor.cluster import CHILDREN_WAIT, QUIT_GRACE, check_paths, require_app
+from qmulti.supervisor.grammar import Invocation
+from qmulti.supervisor.nodes import Node
+from qmulti.supervisor.states import ALIVE, WAITING, NodeState, change_state
+from qmulti.supervisor.supervised import (
     FATAL_CODES,
     HANDLED,
     Supervised,
@@ -44,8 +43,9 @@ from supervisor.supervised import (
     node_argv,
     node_env,
 )
-from worker import exitcodes as node_exit
-from worker.notify import Notifier
+from qmulti.system import exitcodes as node_exit
+from qmulti.system.backoff import Backoff
+from qmulti.system.notify import Notifier
 
 S = NodeState
 PREFIX = "qmulti supervise"

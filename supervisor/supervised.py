@@ -16,12 +16,12 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from pidfiles import PidfileError, remove_stale
-from supervisor.backoff import Backoff
-from supervisor.cluster import QUIT_GRACE
-from supervisor.nodes import Node
-from supervisor.states import NodeState
-from worker import exitcodes as node_exit
+from qmulti.pidfiles import PidfileError, remove_stale
+from qmulti.supervisor.cluster import QUIT_GRACE
+from qmulti.supervisor.nodes import Node
+from qmulti.supervisor.states import NodeState
+from qmulti.system import exitcodes as node_exit
+from qmulti.system.backoff import Backoff
 
 # The signals `supervise` catches. A node is spawned with these at their default
 # disposition: it must not inherit our handlers (or their wake-up pipe).
@@ -68,7 +68,7 @@ class Supervised:
         """
         self.last_status, self.stage, self.we_killed = "", "", False
         self.quit_at = self.kill_at = None
-        argv = [sys.executable, "-m", "worker", *self.argv]
+        argv = [sys.executable, "-m", "qmulti", *self.argv]
         try:
             pid = os.posix_spawn(
                 sys.executable, argv, self.env, setpgroup=0, setsigdef=HANDLED,

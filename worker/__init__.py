@@ -1,36 +1,69 @@
-"""qmulti's task queue API, shaped like Celery's: `from worker import App`.
+"""qmulti's task queue API, shaped like Celery's: `from qmulti import Celery`.
 
-`App` owns settings, tasks and connections; `Task`, `AsyncResult` and the exception
-types are re-exported so user code needs one import line, as with `celery`.
+Names are loaded on first use (PEP 562), so `import qmulti` costs almost nothing and
+the controller (`qmulti show`, `qmulti status`) never pays for the app, the protocol or
+any broker. `App` owns settings, tasks and connections; `Task`, `AsyncResult` and the
+exception types are here too, so user code needs one import line, as with `celery`.
 """
 
 from __future__ import annotations
 
-from worker import exceptions, states
-from worker.app import App
-from worker.config import Config, Settings
-from worker.exceptions import (
-    ConfigError,
-    ImproperlyConfigured,
-    MaxRetriesExceededError,
-    NotRegistered,
-    QmultiError,
-    Reject,
-    Retry,
-    SerializationError,
-    SoftTimeLimitExceeded,
-    TaskRevokedError,
-    TimeLimitExceeded,
-    TimeoutError,
-)
-from worker.result import AsyncResult
-from worker.task import ExceptionInfo, Request, Task
+import importlib
+from typing import TYPE_CHECKING, Any
 
-Celery = App  # so `from worker import Celery` works in code written for Celery
+if TYPE_CHECKING:
+    from qmulti.app import App, Celery, current_app, shared_task
+    from qmulti.config import Config, Settings
+    from qmulti.exceptions import (
+        ConfigError,
+        ImproperlyConfigured,
+        MaxRetriesExceededError,
+        NotRegistered,
+        QmultiError,
+        Reject,
+        Retry,
+        SerializationError,
+        SoftTimeLimitExceeded,
+        TaskRevokedError,
+        TimeLimitExceeded,
+        TimeoutError,
+    )
+    from qmulti.result import AsyncResult
+    from qmulti.task import ExceptionInfo, Request, Task
+
+# name -> the module that defines it
+_EXPORTS = {
+    "App": "qmulti.app", "Celery": "qmulti.app", "current_app": "qmulti.app",
+    "shared_task": "qmulti.app", "Config": "qmulti.config", "Settings": "qmulti.config",
+    "AsyncResult": "qmulti.result", "ExceptionInfo": "qmulti.task", "Request": "qmulti.task",
+    "Task": "qmulti.task",
+    **{name: "qmulti.exceptions" for name in (
+        "ConfigError", "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered",
+        "QmultiError", "Reject", "Retry", "SerializationError", "SoftTimeLimitExceeded",
+        "TaskRevokedError", "TimeLimitExceeded", "TimeoutError")},
+}
+_SUBMODULES = {"exceptions", "states", "signals", "result", "middleware"}
 
 __all__ = [
     "App", "AsyncResult", "Celery", "Config", "ConfigError", "ExceptionInfo",
     "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered", "QmultiError",
     "Reject", "Request", "Retry", "SerializationError", "Settings", "SoftTimeLimitExceeded",
-    "Task", "TaskRevokedError", "TimeLimitExceeded", "TimeoutError", "exceptions", "states",
+    "Task", "TaskRevokedError", "TimeLimitExceeded", "TimeoutError", "current_app",
+    "shared_task",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"qmulti.{name}")
+    else:
+        raise AttributeError(f"module 'qmulti' has no attribute {name!r}")
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

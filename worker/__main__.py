@@ -1,6 +1,6 @@
-"""`python -m worker ...` is `qworker ...` (qmulti launches nodes this way)."""
+"""`python -m qmulti ...` is `qworker ...` (qmulti launches nodes this way)."""
 
-from worker.cli import main
+from qmulti.node.cli import main
 
 if __name__ == "__main__":
     main()

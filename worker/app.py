@@ -22,16 +22,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker.backends import ResultBackend, create_backend
-from worker.brokers import Broker, create_broker
-from worker.config import Config, Settings
-from worker.exceptions import ConfigError, ContentDisallowed, NotRegistered
-from worker.protocol import encode_message, new_id, normalize_content_type
-from worker.result import AsyncResult, ResultCache
-from worker.routing import Router, annotations_for, parse_rate
-from worker.task import Task
+from qmulti import appstate
+from qmulti.config import Config, Settings
+from qmulti.exceptions import ConfigError, ContentDisallowed, NotRegistered
+from qmulti.protocol import encode_message, new_id, normalize_content_type
+from qmulti.result import AsyncResult, ResultCache
+from qmulti.routing import Router, annotations_for, parse_rate
+from qmulti.task import Task
+
+if TYPE_CHECKING:
+    from qmulti.brokers import Broker, ResultBackend
 
 # apply_async options Celery users pass that mean nothing on our brokers: accepted so
 # that shared code runs, and ignored.
@@ -47,7 +49,8 @@ class App:
 
     def __init__(self, main: str | None = None, broker: str | None = None,
                  backend: str | None = None, include: Iterable[str] | None = None,
-                 task_cls: type[Task] = Task, **settings: Any) -> None:
+                 task_cls: type[Task] = Task, set_as_current: bool = True,
+                 **settings: Any) -> None:
         self.main = main
         self.task_cls = task_cls
         self.tasks: dict[str, Task] = {}
@@ -76,6 +79,7 @@ class App:
             explicit["include"] = include
         if explicit:
             self.conf.update(explicit)
+        appstate.app_created(self, set_as_current)
 
     # -- configuration ---------------------------------------------------------------------
     def config_from_object(self, obj: Any, namespace: str | None = None,
@@ -307,7 +311,8 @@ class App:
             self._new_lock(pid)
         generation, env = conf.generation, conf.env_overrides()  # before what they cover
         key = (pid, conf.broker_url, conf.result_backend, conf.broker_max_deliveries,
-               conf.broker_pool_limit)
+               conf.broker_pool_limit, conf.broker_connection_timeout,
+               repr(conf.broker_transport_options))
         with self._lock:
             if self._conn_key != key:
                 self._fast = None
@@ -315,13 +320,9 @@ class App:
                     self._close()  # settings changed in this process: the old ones are ours
                 else:
                     self._forget_inherited()
-                broker = create_broker(conf.broker_url, max_deliveries=conf.broker_max_deliveries,
-                                       pool_limit=conf.broker_pool_limit)
-                try:
-                    backend = create_backend(conf.result_backend, broker=broker)
-                except BaseException:
-                    broker.close()
-                    raise
+                from qmulti.brokers import connect  # first use only: no broker at import
+
+                broker, backend = connect(conf)
                 self._broker, self._backend, self._conn_key = broker, backend, key
             assert self._broker is not None and self._backend is not None
             pair = (self._broker, self._backend)
@@ -403,8 +404,9 @@ class App:
 
         `argv` excludes the program name (default: `sys.argv[1:]`); a leading `worker`
         (Celery's sub-command) is dropped so `python -m proj.celery worker -l info` works."""
-        from worker.cli import main
-
+        # The node is the API's plug-in, looked up by name when it is run: the API's
+        # import graph never reaches the runtime (tests/worker/test_layout.py).
+        main = importlib.import_module("qmulti.node.cli").main
         args = list(sys.argv[1:] if argv is None else argv)
         if args[:1] == ["worker"]:
             args = args[1:]
@@ -414,8 +416,21 @@ class App:
         """Celery's name for `start`."""
         return self.start(argv)
 
+    def set_current(self) -> None:
+        """Make this the app `current_app` and `shared_task` use in this thread."""
+        appstate.set_current(self)
+
+    def set_default(self) -> None:
+        """Make this the app every thread falls back to."""
+        appstate.set_default(self)
+
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'}: {len(self.tasks)} tasks>"
+
+
+Celery = App  # `from qmulti import Celery` in code written for Celery: the same class
+current_app = appstate.current_app
+shared_task = appstate.shared_task
 
 
 def _as_args(args: Any, name: str) -> tuple[Any, ...]:

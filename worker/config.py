@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from worker.exceptions import ConfigError, ImproperlyConfigured
-from worker.settings_table import (
+from qmulti.exceptions import ConfigError, ImproperlyConfigured
+from qmulti.settings import (
     BY_NAME,
     BY_SPELLING,
     ENV_VARS,
@@ -38,9 +38,9 @@ from worker.settings_table import (
     coerce,
     lookup,
 )
-from worker.urls import mask_url
+from qmulti.urls import mask_url
 
-logger = logging.getLogger("worker.config")
+logger = logging.getLogger("qmulti.config")
 
 _URL_SETTINGS = frozenset({"broker_url", "result_backend"})
 

@@ -1,4 +1,4 @@
-"""`python -m worker.demo`: the zero-setup tour on the embedded SQLite broker.
+"""`python -m qmulti.demo`: the zero-setup tour on the embedded SQLite broker.
 
 It starts a real node (`qworker -A worker.demo -c 2`) in a fresh temporary directory,
 so the default broker `sqlite:///qmulti.sqlite3` lands there; sends a thousand tasks;
@@ -17,12 +17,12 @@ import sys
 import tempfile
 import time
 
-from worker import App
+from qmulti import App
 
 app = App("demo")
 
 
-@app.task(name="worker.demo.add")  # explicit: run as __main__ the module name differs
+@app.task(name="qmulti.demo.add")  # explicit: run as __main__ the module name differs
 def add(x: int, y: int) -> int:
     return x + y
 
@@ -44,7 +44,7 @@ def _wait_ready(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m qmulti.demo", description=__doc__)
     parser.add_argument("-n", "--tasks", type=int, default=1000, help="how many tasks to send")
     parser.add_argument("-c", "--concurrency", type=int, default=2, help="pool children")
     opts = parser.parse_args(argv)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, NOTIFY_SOCKET=notify_path)
         env.pop("QMULTI_BROKER_URL", None)
         env.pop("QMULTI_RESULT_BACKEND", None)
-        cmd = [sys.executable, "-m", "worker", "-A", "worker.demo", "-c", str(opts.concurrency),
+        cmd = [sys.executable, "-m", "qmulti", "-A", "qmulti.demo", "-c", str(opts.concurrency),
                "-n", "demo@%h", "-l", "warning"]
         print(f"demo: starting a node in {tmp}: qworker {' '.join(cmd[3:])}")
         node = subprocess.Popen(cmd, env=env)

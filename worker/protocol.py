@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.exceptions import ContentDisallowed, MalformedMessage, SerializationError
+from qmulti.exceptions import ContentDisallowed, MalformedMessage, SerializationError
 
 VERSION = 1
 CONTENT_TYPES = {
@@ -184,7 +184,7 @@ def encode_result(task_id: str, status: str, result: Any = None, traceback: str 
     try:
         return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError):
-        doc["result"] = {"exc_type": "EncodeError", "exc_module": "worker.exceptions",
+        doc["result"] = {"exc_type": "EncodeError", "exc_module": "qmulti.exceptions",
                          "exc_message": [f"result is not JSON-serializable: {result!r}"[:2000]]}
         doc["status"] = "FAILURE" if status == "SUCCESS" else status
         return json.dumps(doc, separators=(",", ":"), default=repr).encode()

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from worker import states
-from worker.exceptions import ConfigError, TaskRevokedError, TimeoutError
-from worker.protocol import (
+from qmulti import states
+from qmulti.appstate import get_current_app
+from qmulti.exceptions import TaskRevokedError, TimeoutError
+from qmulti.protocol import (
     decode_result,
     encode_result,
     exception_from_dict,
@@ -25,7 +26,7 @@ from worker.protocol import (
 )
 
 if TYPE_CHECKING:
-    from worker.app import App
+    from qmulti.app import App
 
 
 class ResultCache:
@@ -68,12 +69,12 @@ def _is_exception_doc(value: Any) -> bool:
 
 
 class AsyncResult:
-    """A task's outcome by id. `app` is required for anything that reads the backend
-    (there is no process-global "current app"); `app.AsyncResult(id)` fills it in."""
+    """A task's outcome by id. Without `app`, the current app (`qmulti.current_app`)
+    is used, as in Celery; `app.AsyncResult(id)` names one explicitly."""
 
     def __init__(self, id: str, app: App | None = None, task_name: str | None = None) -> None:
         self.id = id
-        self.app = app
+        self.app: App = app if app is not None else get_current_app()
         self.task_name = task_name
 
     @property
@@ -82,9 +83,6 @@ class AsyncResult:
 
     # -- reading ---------------------------------------------------------------------------
     def _app(self) -> App:
-        if self.app is None:
-            raise ConfigError(f"AsyncResult({self.id!r}) has no app: create it with "
-                              "app.AsyncResult(task_id) or AsyncResult(task_id, app=app)")
         return self.app
 
     def _doc(self) -> dict[str, Any] | None:

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from worker.exceptions import MaxRetriesExceededError, Retry
+from qmulti.exceptions import MaxRetriesExceededError, Retry
 
 if TYPE_CHECKING:
-    from worker.app import App
-    from worker.result import AsyncResult
+    from qmulti.app import App
+    from qmulti.result import AsyncResult
 
 
 @dataclass
@@ -134,7 +134,7 @@ class Task:
         self.autoretry_for = tuple(self.autoretry_for or ())
         self._annotated: dict[str, Any] = {}  # attr -> instance value before annotation
         self._request_var: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
-            f"worker.task.request:{name}", default=None)
+            f"qmulti.task.request:{name}", default=None)
         functools.update_wrapper(self, fun, updated=())
 
     # -- calling -------------------------------------------------------------------------

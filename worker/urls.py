@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from worker.exceptions import ConfigError
+from qmulti.exceptions import ConfigError
 
 DEFAULT_BROKER_URL = "sqlite:///qmulti.sqlite3"
 SCHEMES = {

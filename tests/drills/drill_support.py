@@ -1,5 +1,5 @@
 """What the fault drills share: a tasks project on a private Redis, nodes run through
-`qmulti` or `python -m worker`, and cleanup that finds every process a drill led to.
+`qmulti` or `python -m qmulti`, and cleanup that finds every process a drill led to.
 
 The drills prove the contract's promises with figures, so they need the same few things:
 a tasks module whose runs leave a trace in a file (to count re-runs), a way to read
@@ -35,7 +35,7 @@ TASKS = '''
 import os
 import time
 
-from worker import App
+from qmulti import App
 
 app = App("tasks"{broker})
 app.conf.update(worker_heartbeat_interval={beat!r}, worker_heartbeat_expiry={expiry!r})
@@ -127,7 +127,7 @@ class Project:
 
     def qmulti(self, *args: str, timeout: float = 90,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "supervisor.cli", *args], cwd=self.path,
+        return subprocess.run([sys.executable, "-m", "qmulti.supervisor", *args], cwd=self.path,
                               env=env or self.env(), capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -135,7 +135,7 @@ class Project:
                      out: Path | None = None) -> subprocess.Popen[bytes]:
         sink = open(out or self.path / f"qmulti-{uuid.uuid4().hex[:6]}.out", "wb")  # noqa: SIM115
         with sink:
-            return subprocess.Popen([sys.executable, "-m", "supervisor.cli", *args],
+            return subprocess.Popen([sys.executable, "-m", "qmulti.supervisor", *args],
                                     cwd=self.path, env=env or self.env(), stdin=subprocess.DEVNULL,
                                     stdout=sink, stderr=sink, start_new_session=True)
 
@@ -162,7 +162,7 @@ class Project:
 
 
 class Node:
-    """One foreground `python -m worker`, READY=1 read from its own notify socket."""
+    """One foreground `python -m qmulti`, READY=1 read from its own notify socket."""
 
     def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
         self.out = project.path / f"node-{uuid.uuid4().hex[:6]}.log"
@@ -172,7 +172,7 @@ class Node:
         environ = env or project.env()
         environ["NOTIFY_SOCKET"] = "@" + address[1:]
         with open(self.out, "wb") as sink:
-            self.proc = subprocess.Popen([sys.executable, "-m", "worker", *args],
+            self.proc = subprocess.Popen([sys.executable, "-m", "qmulti", *args],
                                          cwd=project.path, env=environ,
                                          stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
                                          start_new_session=True)

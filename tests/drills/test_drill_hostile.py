@@ -92,7 +92,7 @@ def _hostile(kind: int, pwned: Path) -> tuple[bytes, str | None]:
 
 @pytest.mark.timeout(150)
 def test_hostile_messages_are_dead_lettered_and_the_node_stays_up(tmp_path: Path) -> None:
-    from worker.brokers.redis import RedisStore
+    from qmulti.brokers.redis import RedisStore
 
     project = Project.make(tmp_path / "proj")
     pwned = tmp_path / "pwned"

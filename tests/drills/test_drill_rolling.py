@@ -32,7 +32,7 @@ import pytest
 from drill_support import Project, statuses
 
 from helpers import wait_for
-from pidfiles import probe
+from qmulti.pidfiles import probe
 from redis_server import RedisServer
 
 NODES = ["w1", "w2", "w3"]
@@ -48,7 +48,7 @@ TASKS = '''
 import os
 import time
 
-from worker import App
+from qmulti import App
 
 app = App("tasks", broker={url!r})
 RUNS = {runs!r}
@@ -83,7 +83,7 @@ class Producer(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        from worker import App
+        from qmulti import App
 
         app = App("producer", broker=self.url)
         began = time.monotonic()
@@ -159,7 +159,7 @@ class Figures:
 
 def settle(server: RedisServer, ids: list[str], timeout: float) -> Counter[str]:
     """Wait until every task has an outcome (or the deadline) and count the outcomes."""
-    from worker.brokers.redis import RedisStore
+    from qmulti.brokers.redis import RedisStore
 
     store = RedisStore(server.url)
     pending = set(ids)

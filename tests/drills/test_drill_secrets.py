@@ -29,8 +29,8 @@ Done = subprocess.CompletedProcess[str]
 
 @pytest.mark.timeout(150)
 def test_the_password_appears_nowhere(tmp_path: Path) -> None:
-    from worker import App
-    from worker.brokers.redis import RedisStore
+    from qmulti import App
+    from qmulti.brokers.redis import RedisStore
 
     password = f"s3cret-{uuid.uuid4().hex[:12]}"
     server = RedisServer(tmp_path, password=password).start()

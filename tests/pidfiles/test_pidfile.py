@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pidfiles import (
+from qmulti.pidfiles import (
     ENV_FD,
     AlreadyRunning,
     Pidfile,

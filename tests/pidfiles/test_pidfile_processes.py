@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pidfiles import AlreadyRunning, Pidfile, PidfileStatus, probe
+from qmulti.pidfiles import AlreadyRunning, Pidfile, PidfileStatus, probe
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,7 +26,7 @@ DEADLINE = 20.0
 
 HOLD = """
 import os, sys
-from pidfiles import Pidfile
+from qmulti.pidfiles import Pidfile
 pf = Pidfile(sys.argv[1]).acquire()
 print("locked", os.getpid(), flush=True)
 sys.stdin.readline()
@@ -37,7 +37,7 @@ print("released", flush=True)
 # Re-executes itself (sys.orig_argv) as a node does on HUP: same pid, new image.
 EXEC = """
 import os, sys
-from pidfiles import ENV_FD, Pidfile
+from qmulti.pidfiles import ENV_FD, Pidfile
 path = sys.argv[1]
 if ENV_FD not in os.environ:
     pf = Pidfile(path).acquire()
@@ -55,7 +55,7 @@ print("released", flush=True)
 # A node that forks a child and then dies without releasing (as if crashed).
 FORK = """
 import os, sys
-from pidfiles import Pidfile
+from qmulti.pidfiles import Pidfile
 pf = Pidfile(sys.argv[1]).acquire()
 r, w = os.pipe()
 if os.fork() == 0:
@@ -71,7 +71,7 @@ os._exit(0)
 
 RACE = """
 import os, sys
-from pidfiles import AlreadyRunning, Pidfile
+from qmulti.pidfiles import AlreadyRunning, Pidfile
 sys.stdin.readline()
 try:
     pf = Pidfile(sys.argv[1]).acquire()
@@ -84,7 +84,7 @@ sys.stdin.readline()
 
 HAMMER = """
 import sys, time
-from pidfiles import probe
+from qmulti.pidfiles import probe
 changes = []
 print("ready", flush=True)
 end = time.monotonic() + float(sys.argv[2])

@@ -27,7 +27,7 @@ TASKS = '''
 import os
 import time
 
-from worker import App
+from qmulti import App
 
 app = App("tasks", broker="sqlite:///{db}")
 
@@ -74,11 +74,11 @@ class Cluster:
         return env
 
     def qmulti(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "supervisor.cli", *args], cwd=self.path,
+        return subprocess.run([sys.executable, "-m", "qmulti.supervisor", *args], cwd=self.path,
                               env=self.env(), capture_output=True, text=True, timeout=timeout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "supervisor.cli", *args], cwd=self.path,
+        return subprocess.Popen([sys.executable, "-m", "qmulti.supervisor", *args], cwd=self.path,
                                 env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
@@ -93,7 +93,7 @@ class Cluster:
         psutil.wait_procs(procs, timeout=10)
 
     def app(self):  # type: ignore[no-untyped-def]
-        from worker import App
+        from qmulti import App
 
         return App("producer", broker=f"sqlite:///{self.db}")
 

@@ -11,7 +11,7 @@ import pytest
 from cluster_harness import Cluster
 
 from helpers import wait_for
-from pidfiles import probe
+from qmulti.pidfiles import probe
 
 NODES = ["w1", "w2", "w3"]
 START = ["-A", "tasks", "-c", "1", "-l", "info", "--timeout", "60"]

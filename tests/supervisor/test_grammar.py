@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.grammar import build, expand, find, host_keys, node_keys
-from supervisor.options import GrammarError, Option, tokenize
+from qmulti.supervisor.grammar import build, expand, find, host_keys, node_keys
+from qmulti.supervisor.options import GrammarError, Option, tokenize
 
 
 def test_tokenize_reads_spaced_values_of_known_long_options() -> None:
@@ -120,8 +120,8 @@ def test_broker_urls_go_to_the_environment_and_show_masks_them() -> None:
 
 def test_qworker_value_options_match_qworker_cli() -> None:
     """A value option qmulti does not know would swallow `--opt value` as a node name."""
-    cli = pytest.importorskip("worker.cli")
-    from supervisor.options import PATH_OPTIONS, QWORKER_VALUE_OPTIONS
+    from qmulti.node import cli
+    from qmulti.supervisor.options import PATH_OPTIONS, QWORKER_VALUE_OPTIONS
 
     theirs = {opt for p in cli._command.params if not getattr(p, "is_flag", False)
               for opt in p.opts if opt.startswith("--")}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from supervisor.grammar import build
-from supervisor.launch import log_tail
-from supervisor.report import NodeResult, TextReporter, render
-from supervisor.status import NodeStatus, render_table, run_status
+from qmulti.supervisor.grammar import build
+from qmulti.supervisor.launch import log_tail
+from qmulti.supervisor.report import NodeResult, TextReporter, render
+from qmulti.supervisor.status import NodeStatus, render_table, run_status
 
 
 def test_render_lines() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cluster_harness import Cluster
 
-from pidfiles import probe
+from qmulti.pidfiles import probe
 
 NODES = ["w1", "w2", "w3"]
 OPTS = ["-A", "tasks", "-c", "2", "--timeout", "60"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import cli
+from qmulti.supervisor import cli
 
 RECORDED = r"""
 ### names 3
@@ -883,7 +883,7 @@ def test_every_difference_is_recorded() -> None:
 def test_read_only_commands_create_nothing(tmp_path: Path, command: str) -> None:
     """Celery's multi creates the pid and log directories even for `names`."""
     env = dict(os.environ, HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "supervisor.cli", *shlex.split(command)],
+    proc = subprocess.run([sys.executable, "-m", "qmulti.supervisor", *shlex.split(command)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode in (0, 2)
     assert list(tmp_path.iterdir()) == []

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from helpers import free_port
+from qmulti.brokers import Delivery, create_broker
+from qmulti.supervisor.grammar import build
+from qmulti.supervisor.status import run_status
 from redis_server import RedisServer
-from supervisor.grammar import build
-from supervisor.status import run_status
-from worker.brokers import Delivery, create_broker
 
 HOST = "testhost"
 TASKS = """
-from worker import App
+from qmulti import App
 app = App('tasks', broker='sqlite:///q.sqlite3')
 
 @app.task
@@ -144,7 +144,7 @@ def test_cli_status_with_app(tmp_path: Path) -> None:
     fill(f"sqlite:///{tmp_path / 'q.sqlite3'}")
     env = dict(os.environ)
     env.pop("QMULTI_BROKER_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "supervisor.cli", "status", "w1", "w2",
+    proc = subprocess.run([sys.executable, "-m", "qmulti.supervisor", "status", "w1", "w2",
                            "-n", HOST, "-A", "tasks", "--json"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1, proc.stderr

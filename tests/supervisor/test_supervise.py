@@ -22,9 +22,9 @@ import pytest
 from cluster_harness import Cluster
 
 from helpers import wait_for
-from pidfiles import probe
-from supervisor.backoff import Backoff
-from supervisor.states import ALLOWED, IllegalTransition, NodeState, change_state
+from qmulti.pidfiles import probe
+from qmulti.supervisor.states import ALLOWED, IllegalTransition, NodeState, change_state
+from qmulti.system.backoff import Backoff
 
 S = NodeState
 
@@ -45,7 +45,7 @@ class Supervise:
         full_env = dict(cluster.env(), NOTIFY_SOCKET=path, **(env or {}))
         with open(self.errpath, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "supervisor.cli", "supervise", *args],
+                [sys.executable, "-m", "qmulti.supervisor", "supervise", *args],
                 cwd=cluster.path, env=full_env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=err)
 

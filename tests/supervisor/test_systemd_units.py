@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.cluster import QUIT_GRACE
+from qmulti.supervisor.cluster import QUIT_GRACE
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 SERVICES = ("qmulti.service", "qworker@.service")

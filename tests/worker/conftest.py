@@ -3,16 +3,15 @@ on memory://, sqlite:/// and redis:// (a private redis-server per test)."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from worker import App
-from worker.brokers.memory import MemoryStore
-from worker.brokers.sqlite import SqliteStore
+from qmulti import App
+from qmulti.brokers.memory import MemoryStore
+from qmulti.brokers.sqlite import SqliteStore
 
 STORE_KINDS = ["memory", "sqlite", "redis"]
 
@@ -47,9 +46,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
             return store
 
     else:
-        if importlib.util.find_spec("worker.brokers.redis") is None:
-            pytest.skip("worker.brokers.redis is not written yet")
-        from worker.brokers.redis import RedisStore
+        from qmulti.brokers.redis import RedisStore
 
         server = request.getfixturevalue("redis_server")
 

@@ -1,4 +1,4 @@
-"""Real `python -m worker` processes for the node tests: a project in a tmp dir, a node
+"""Real `python -m qmulti` processes for the node tests: a project in a tmp dir, a node
 started with its own NOTIFY_SOCKET (readiness is READY=1, never a sleep), and cleanup
 that kills the node's whole process group whatever the test did."""
 
@@ -21,7 +21,7 @@ from helpers import wait_for
 
 TASKS = '''
 import os, time
-from worker import App
+from qmulti import App
 
 app = App('tasks', broker='sqlite:///q.sqlite3')
 app.conf.update(worker_heartbeat_interval=0.5, worker_heartbeat_expiry=2.0)
@@ -55,14 +55,14 @@ def write_tasks(root: Path, extra_config: str = "", extra_tasks: str = "") -> No
 def producer(root: Path, **conf: Any) -> Any:
     """An App in the test process on the node's store (absolute path: the test's cwd is
     elsewhere), sending tasks by name so that no project module is imported here."""
-    from worker import App
+    from qmulti import App
 
     app = App("producer", broker=f"sqlite:///{root / 'q.sqlite3'}", **conf)
     return app
 
 
 class NodeProcess:
-    """One `python -m worker` with stderr in a file and a private notify socket."""
+    """One `python -m qmulti` with stderr in a file and a private notify socket."""
 
     def __init__(self, root: Path, *args: str, name: str = "w1@%h", env: dict | None = None,
                  notify: bool = True) -> None:
@@ -81,7 +81,7 @@ class NodeProcess:
         environ.update(env or {})
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker", *self.args], cwd=root, env=environ,
+                [sys.executable, "-m", "qmulti", *self.args], cwd=root, env=environ,
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         self.pgid = self.proc.pid
 
@@ -185,7 +185,7 @@ def run_qworker(root: Path, *args: str, timeout: float = 30.0,
     environ = dict(os.environ)
     environ.pop("NOTIFY_SOCKET", None)
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "worker", *args], cwd=root, env=environ,
+    return subprocess.run([sys.executable, "-m", "qmulti", *args], cwd=root, env=environ,
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 

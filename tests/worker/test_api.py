@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from worker import App, Request, Task
-from worker.exceptions import (
+from qmulti import App, Request, Task
+from qmulti.exceptions import (
     BrokerConnectionError,
     ConfigError,
     ContentDisallowed,
@@ -23,7 +23,7 @@ from worker.exceptions import (
     Retry,
     SerializationError,
 )
-from worker.protocol import Envelope, accepted, decode_envelope
+from qmulti.protocol import Envelope, accepted, decode_envelope
 
 
 def take(app: App, queue: str = "celery", timeout: float = 5.0) -> Envelope:
@@ -316,9 +316,9 @@ def test_start_runs_the_qworker_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
     seen: list[Any] = []
-    fake = types.ModuleType("worker.cli")
+    fake = types.ModuleType("qmulti.node.cli")
     fake.main = lambda argv=None, app=None: seen.append((argv, app)) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "worker.cli", fake)
+    monkeypatch.setitem(sys.modules, "qmulti.node.cli", fake)
     app = App("proj")
     assert app.start(["-l", "info"]) == 0
     app.start(["worker", "-c", "2"])
@@ -329,7 +329,7 @@ def test_start_runs_the_qworker_cli(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_import_default_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "qm_api_tasks_mod.py").write_text(
-        "from worker import App\nIMPORTED = True\n")
+        "from qmulti import App\nIMPORTED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(__import__("sys").modules, "qm_api_tasks_mod", raising=False)
     app = App(include=["qm_api_tasks_mod"])

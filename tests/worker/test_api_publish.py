@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from worker import App, Task
-from worker.exceptions import ContentDisallowed, SerializationError
-from worker.protocol import Envelope, accepted, decode_envelope, encode_envelope, new_id
+from qmulti import App, Task
+from qmulti.exceptions import ContentDisallowed, SerializationError
+from qmulti.protocol import Envelope, accepted, decode_envelope, encode_envelope, new_id
 
 UUID4_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

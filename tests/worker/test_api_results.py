@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from worker import App, AsyncResult, ExceptionInfo, Request, states
-from worker.exceptions import ConfigError, TaskRevokedError, TimeoutError
-from worker.protocol import decode_envelope, encode_result, exception_to_dict
+from qmulti import App, AsyncResult, ExceptionInfo, Request, states
+from qmulti.exceptions import TaskRevokedError, TimeoutError
+from qmulti.protocol import decode_envelope, encode_result, exception_to_dict
 
 
 class CustomError(Exception):
@@ -179,9 +179,12 @@ def test_identity_and_repr(app: App) -> None:
     assert app.tasks["t.add"].AsyncResult("abc").app is app
 
 
-def test_async_result_without_app_explains() -> None:
-    with pytest.raises(ConfigError, match="app.AsyncResult"):
-        _ = AsyncResult("x").state
+def test_async_result_without_app_uses_the_current_app(app: App) -> None:
+    """As in Celery: `AsyncResult(id)` reads the backend of the app made last."""
+    result = app.tasks["t.add"].delay(2, 3)
+    run_one(app)
+    assert AsyncResult(result.id).get(timeout=1) == 5
+    assert AsyncResult(result.id).app is app
 
 
 def test_final_results_are_cached_and_bounded(app: App) -> None:
@@ -245,7 +248,7 @@ def test_celery_tutorial_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (tmp_path / pkg).mkdir()
     (tmp_path / pkg / "__init__.py").write_text("")
     (tmp_path / pkg / "celery.py").write_text(
-        f"from worker import App\napp = App('{pkg}')\napp.config_from_object('{cfg}')\n"
+        f"from qmulti import App\napp = App('{pkg}')\napp.config_from_object('{cfg}')\n"
         "if __name__ == '__main__':\n    app.start()\n")
     (tmp_path / pkg / "tasks.py").write_text(
         "from .celery import app\n@app.task\ndef add(a, b):\n    return a + b\n"

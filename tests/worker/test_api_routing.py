@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from worker import App, Task
-from worker.exceptions import ConfigError
-from worker.protocol import Envelope, accepted, decode_envelope
-from worker.routing import parse_rate
+from qmulti import App, Task
+from qmulti.exceptions import ConfigError
+from qmulti.protocol import Envelope, accepted, decode_envelope
+from qmulti.routing import parse_rate
 
 
 def take(app: App, queue: str = "celery", timeout: float = 5.0) -> Envelope:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from helpers import wait_for
-from worker.brokers.base import Delivery
+from qmulti.brokers.base import Delivery
 
 NODE = "w1@host#100.1"
 OTHER = "w2@host#200.1"
@@ -307,7 +307,7 @@ def test_start_counts_a_delivery(store: Any) -> None:
 
 
 def test_start_and_finish_with_another_or_no_backend(store: Any) -> None:
-    from worker.brokers.memory import MemoryStore
+    from qmulti.brokers.memory import MemoryStore
 
     other = MemoryStore()
     publish_n(store, 2)

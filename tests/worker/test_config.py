@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from worker import App
-from worker.config import Config
-from worker.exceptions import ConfigError, ImproperlyConfigured
-from worker.settings_table import BY_NAME, TABLE
+from qmulti import App
+from qmulti.config import Config
+from qmulti.exceptions import ConfigError, ImproperlyConfigured
+from qmulti.settings import BY_NAME, TABLE
 
 # One valid non-default value per setting, and how it reads back after coercion. Adding
 # a setting to the table without a sample here fails test_every_setting_has_a_sample.
@@ -142,7 +142,7 @@ def test_module_name_source_reads_upper_and_known_lower_only(
         "def on_failure(*a): pass\n"
     ))
     app = App("proj")
-    with caplog.at_level(logging.WARNING, logger="worker.config"):
+    with caplog.at_level(logging.WARNING, logger="qmulti.config"):
         app.config_from_object(name)
     assert app.conf.broker_url == "memory://"
     assert app.conf.result_expires == 300.0
@@ -200,7 +200,7 @@ def test_unknown_upper_name_warns_once_with_a_suggestion(
         SOMETHING_ELSE_ENTIRELY = 1
 
     app = App()
-    with caplog.at_level(logging.WARNING, logger="worker.config"):
+    with caplog.at_level(logging.WARNING, logger="qmulti.config"):
         app.config_from_object(Cfg)
         app.config_from_object(Cfg)
     messages = [r.getMessage() for r in caplog.records]
@@ -215,7 +215,7 @@ def test_unknown_upper_name_warns_once_with_a_suggestion(
 
 def test_unknown_key_in_update_warns(caplog: pytest.LogCaptureFixture) -> None:
     app = App()
-    with caplog.at_level(logging.WARNING, logger="worker.config"):
+    with caplog.at_level(logging.WARNING, logger="qmulti.config"):
         app.conf.update(task_serialiser="json")
     assert "did you mean task_serializer?" in caplog.text
 

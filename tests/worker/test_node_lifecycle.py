@@ -11,10 +11,10 @@ import pytest
 from node_fixtures import NodeProcess, producer, results, write_tasks
 
 from helpers import wait_for
-from worker.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from qmulti.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 EXTRA_TASKS = """
-from worker.exceptions import SoftTimeLimitExceeded as _Soft
+from qmulti.exceptions import SoftTimeLimitExceeded as _Soft
 
 @app.task
 def hog(kib):

@@ -13,7 +13,7 @@ import pytest
 from node_fixtures import NodeProcess, producer, write_tasks
 
 from helpers import wait_for
-from worker.exceptions import TimeLimitExceeded
+from qmulti.exceptions import TimeLimitExceeded
 
 
 def _text(path: Path) -> str:

@@ -14,7 +14,7 @@ import pytest
 from node_fixtures import NodeProcess, producer, run_qworker, write_tasks
 
 from helpers import wait_for
-from worker.exceptions import NotRegistered, SerializationError
+from qmulti.exceptions import NotRegistered, SerializationError
 
 
 def one_line_error(text: str) -> str:

@@ -37,7 +37,7 @@ CELERY_ANNOTATIONS = {'*': {'on_failure': record_failure}}
 """
 
 CELERY_PY = """
-from worker import App
+from qmulti import App
 
 app = App('mycelery')
 app.config_from_object('config')

@@ -1,7 +1,7 @@
 """Issue 5's acceptance, on Redis, with real processes.
 
 Each test starts its own redis-server (free port, private AOF dir) and real
-`python -m worker` nodes (process group killed at the end). Every task run is recorded
+`python -m qmulti` nodes (process group killed at the end). Every task run is recorded
 by the task itself, one line appended to `runs/<task id>` (O_APPEND: a whole line a
 run, whichever process writes it), so "ran once" and "ran twice" are read from disk.
 
@@ -34,7 +34,7 @@ from redis_server import RedisServer
 
 TASKS = '''
 import os, signal, time
-from worker import App
+from qmulti import App
 
 app = App('tasks', broker={url!r})
 app.conf.update(worker_heartbeat_interval=0.5, worker_heartbeat_expiry={expiry},
@@ -73,7 +73,7 @@ class Project:
         self.runs.mkdir()
         (root / "tasks.py").write_text(TASKS.format(url=url, expiry=expiry,
                                                     runs=str(self.runs)))
-        from worker import App
+        from qmulti import App
 
         self.app = App("producer", broker=url)
         self.nodes: list[NodeProcess] = []
@@ -224,11 +224,11 @@ def test_message_that_kills_its_child_is_dead_lettered(project: Project) -> None
     assert results(project, [ok], 30) == ["after"]
     assert node.proc.poll() is None
     env = dict(os.environ, QMULTI_BROKER_URL=project.url)
-    status = subprocess.run([sys.executable, "-m", "supervisor.cli", "status", "a", "--json"],
+    status = subprocess.run([sys.executable, "-m", "qmulti.supervisor", "status", "a", "--json"],
                             cwd=project.root, env=env, capture_output=True, text=True,
                             timeout=30)
     assert json.loads(status.stdout)["broker"]["dead"] == 1, status.stderr
-    table = subprocess.run([sys.executable, "-m", "supervisor.cli", "status", "a"],
+    table = subprocess.run([sys.executable, "-m", "qmulti.supervisor", "status", "a"],
                            cwd=project.root, env=env, capture_output=True, text=True,
                            timeout=30)
     assert "dead-letter: 1" in table.stdout, table.stderr
@@ -259,7 +259,7 @@ def test_unreachable_redis_at_start(tmp_path: Path) -> None:
     pidfile = tmp_path / "w9.pid"
     try:
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "supervisor.cli", "start", "w9", "-A",
+        proc = subprocess.run([sys.executable, "-m", "qmulti.supervisor", "start", "w9", "-A",
                                "tasks", "--timeout", "3"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1, (proc.stdout, proc.stderr)
@@ -298,7 +298,7 @@ def test_malformed_redis_url_exits_78(project: Project) -> None:
 def test_wrong_password_exits_78(tmp_path: Path) -> None:
     with RedisServer(tmp_path, password="right-secret") as server:
         (tmp_path / "tasks.py").write_text(textwrap.dedent("""
-            from worker import App
+            from qmulti import App
             app = App('tasks')
         """))
         wrong = server.url.replace("right-secret", "wrong-secret")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from qmulti.brokers.redis import RedisStore
 from redis_server import RedisServer
-from worker.brokers.redis import RedisStore
 
 pytestmark = pytest.mark.timeout(90)
 Q = "celery"

@@ -11,11 +11,11 @@ import pytest
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
 from helpers import free_port, wait_for
+from qmulti.brokers import create_broker
+from qmulti.brokers.redis import RedisStore
+from qmulti.brokers.redis.url import parse_redis_url
+from qmulti.exceptions import BrokerConnectionError, ConfigError
 from redis_server import RedisServer
-from worker.brokers import create_broker
-from worker.brokers.redis import RedisStore
-from worker.brokers.redis_url import parse_redis_url
-from worker.exceptions import BrokerConnectionError, ConfigError
 
 pytestmark = pytest.mark.timeout(60)
 Q = "celery"

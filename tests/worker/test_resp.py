@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 
 from helpers import free_port, wait_for
+from qmulti.brokers.redis import RedisStore, resp
+from qmulti.brokers.redis.conn import RedisLink
+from qmulti.brokers.redis.url import parse_redis_url
+from qmulti.exceptions import BrokerConnectionError, BrokerError, ConfigError
 from redis_server import RedisServer
-from worker.brokers import resp
-from worker.brokers.redis import RedisStore
-from worker.brokers.redis_conn import RedisLink
-from worker.brokers.redis_url import parse_redis_url
-from worker.exceptions import BrokerConnectionError, BrokerError, ConfigError
 
 pytestmark = pytest.mark.timeout(60)
 CTX = multiprocessing.get_context("fork")
@@ -318,7 +317,7 @@ def test_reply_errors_become_ours(reply: str, kind: type[Exception]) -> None:
 
 
 def test_the_store_does_not_import_redis_py_nor_ssl() -> None:
-    code = ("import sys, worker.brokers.redis, worker.backends.redis; "
+    code = ("import sys, qmulti.brokers.redis; "
             "print(sorted(m for m in ('redis', 'ssl', 'asyncio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30, cwd=Path(__file__).parents[2], check=True)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_for
-from worker.brokers import create_broker
-from worker.brokers.sqlite import SqliteStore
-from worker.exceptions import BrokerConnectionError, ConfigError
+from qmulti.brokers import create_broker
+from qmulti.brokers.sqlite import SqliteStore
+from qmulti.exceptions import BrokerConnectionError, ConfigError
 
 Q = "celery"
 FORK = multiprocessing.get_context("fork")

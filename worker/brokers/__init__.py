@@ -1,27 +1,84 @@
-"""Brokers by URL scheme. Each store is imported only when its URL is used, so that a
-sqlite user never imports redis-py, and so start-up stays fast."""
+"""Brokers and result backends by URL scheme: the one place that turns settings into
+connections, for the producer, the node, its pool children and the controller alike.
+
+Each store is imported only when its URL is used, so a SQLite user never loads the
+Redis client and `import qmulti` loads no broker module at all. The SQLite and Redis
+stores are broker and backend in one class: with no separate backend configured the
+broker's own store serves, and the node stores a result and acks in one transaction.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from worker.brokers.base import Broker, BrokerStats, DeadLetter, Delivery, NodeRecord
-from worker.urls import parse_url
+from qmulti.brokers.base import (
+    Broker,
+    BrokerStats,
+    DeadLetter,
+    Delivery,
+    NodeRecord,
+    ResultBackend,
+)
+from qmulti.urls import parse_url
 
-__all__ = ["Broker", "BrokerStats", "DeadLetter", "Delivery", "NodeRecord", "create_broker"]
+__all__ = ["Broker", "BrokerStats", "DeadLetter", "Delivery", "NodeRecord", "ResultBackend",
+           "create_backend", "create_broker"]
 
 
 def create_broker(url: str | None, **options: Any) -> Broker:
     """A new broker connection for this process. Options: max_deliveries, pool_limit."""
     parsed = parse_url(url, "broker")
     if parsed.kind == "sqlite":
-        from worker.brokers.sqlite import SqliteStore
+        from qmulti.brokers.sqlite import SqliteStore
 
         return SqliteStore(parsed.url, **options)
     if parsed.kind == "redis":
-        from worker.brokers.redis import RedisStore
+        from qmulti.brokers.redis import RedisStore
 
         return RedisStore(parsed.url, **options)
-    from worker.brokers.memory import MemoryStore
+    from qmulti.brokers.memory import MemoryStore
 
     return MemoryStore(parsed.url, **{k: v for k, v in options.items() if k == "max_deliveries"})
+
+
+def create_backend(url: str | None, broker: Broker | None = None, **options: Any) -> ResultBackend:
+    """The backend for `url`; the broker itself when `url` is empty or names the same store."""
+    if broker is not None and (not url or url == broker.url) and isinstance(broker, ResultBackend):
+        return broker
+    parsed = parse_url(url, "result backend")
+    store = create_broker(parsed.url, **options)
+    if not isinstance(store, ResultBackend):  # pragma: no cover - every store is both
+        raise TypeError(f"{parsed} cannot store results")
+    return store
+
+
+def store_options(conf: Any) -> dict[str, Any]:
+    """What every store constructor takes from the settings, read in one place so the
+    producer, the node, each pool child and the controller connect alike.
+
+    `broker_transport_options` may carry Celery's `socket_timeout` and
+    `socket_connect_timeout`; the latter wins over `broker_connection_timeout`."""
+    transport = dict(getattr(conf, "broker_transport_options", None) or {})
+    connect_timeout = (transport.get("socket_connect_timeout")
+                       or getattr(conf, "broker_connection_timeout", None))
+    options: dict[str, Any] = {
+        "max_deliveries": getattr(conf, "broker_max_deliveries", None),
+        "pool_limit": getattr(conf, "broker_pool_limit", None),
+        "connect_timeout": connect_timeout,
+        "socket_timeout": transport.get("socket_timeout"),
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def connect(conf: Any, broker_url: str | None = None) -> tuple[Broker, ResultBackend]:
+    """This process's (broker, backend) pair from the settings: the one path from
+    settings to connections. `broker_url` overrides `conf.broker_url` (the controller
+    passes an absolute SQLite path)."""
+    options = store_options(conf)
+    broker = create_broker(broker_url or conf.broker_url, **options)
+    try:
+        backend = create_backend(getattr(conf, "result_backend", None), broker=broker, **options)
+    except BaseException:
+        broker.close()
+        raise
+    return broker, backend

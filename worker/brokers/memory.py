@@ -14,16 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.backends.base import ResultBackend
-from worker.brokers.base import (
+from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     Broker,
     BrokerStats,
     DeadLetter,
     Delivery,
     NodeRecord,
+    ResultBackend,
 )
-from worker.states import READY_STATES
+from qmulti.states import READY_STATES
 
 
 @dataclass

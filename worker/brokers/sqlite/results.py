@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from worker.backends.base import ResultBackend
-from worker.brokers.sqlite_schema import translated
-from worker.states import READY_STATES
+from qmulti.brokers.base import ResultBackend
+from qmulti.brokers.sqlite.schema import translated
+from qmulti.states import READY_STATES
 
 # wait(): SQLite cannot notify another process, so poll, fast at first (a quick task's
 # result is seen within a millisecond or two), then capped: a result that takes longer

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from worker.brokers.resp import Endpoint
-from worker.exceptions import ConfigError
-from worker.urls import mask_url
+from qmulti.brokers.redis.resp import Endpoint
+from qmulti.exceptions import ConfigError
+from qmulti.urls import mask_url
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 6379

@@ -17,9 +17,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from worker.brokers.redis_url import RedisTarget
-from worker.brokers.resp import AuthError, Pool, ReplyError, pack
-from worker.exceptions import BrokerConnectionError, BrokerError, ConfigError
+from qmulti.brokers.redis.resp import AuthError, Pool, ReplyError, pack
+from qmulti.brokers.redis.url import RedisTarget
+from qmulti.exceptions import BrokerConnectionError, BrokerError, ConfigError
 
 __all__ = ["LUA_DIR", "SCRIPTS", "RedisLink", "pack"]
 

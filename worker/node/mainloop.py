@@ -28,19 +28,19 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from worker import logs, proctitle
-from worker.child import (
+from qmulti.exceptions import BrokerConnectionError
+from qmulti.node import logs, proctitle
+from qmulti.node.child import (
     ChildSetup,
     ConsumerSpec,
     handled_signals,
     result_ttl,
 )
-from worker.exceptions import BrokerConnectionError
-from worker.execute import store_time_limit
-from worker.notify import Notifier
-from worker.pool import Death, PreforkPool, ThreadPool, Worker
+from qmulti.node.execute import store_time_limit
+from qmulti.node.pool import Death, PreforkPool, ThreadPool, Worker
+from qmulti.system.notify import Notifier
 
-log = logging.getLogger("worker")
+log = logging.getLogger("qmulti")
 
 RUNNING, STOPPING, COLD = "running", "stopping", "cold"
 ENV_REEXEC = "QMULTI_REEXEC"  # set across a HUP re-exec: already detached, adopt the pidfile

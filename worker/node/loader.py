@@ -15,11 +15,11 @@ import traceback
 from types import ModuleType
 from typing import Any
 
-from worker.exceptions import ConfigError
+from qmulti.exceptions import ConfigError
 
 
 def _app_class() -> type:
-    from worker.app import App
+    from qmulti.app import App
 
     return App
 

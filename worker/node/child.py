@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker import logs, proctitle, protocol
-from worker.brokers.base import Broker, Delivery
-from worker.exceptions import BrokerError, SoftTimeLimitExceeded
-from worker.execute import Hooks, RateLimiter, Running, Runtime, execute
+from qmulti import protocol
+from qmulti.brokers.base import Broker, Delivery
+from qmulti.exceptions import BrokerError, SoftTimeLimitExceeded
+from qmulti.node import logs, proctitle
+from qmulti.node.execute import Hooks, RateLimiter, Running, Runtime, execute
 
 # Longest a consumer blocks in claim: bounds how late a threads-pool consumer notices
 # a stop request (prefork children are interrupted at once by SIGUSR2).
@@ -237,7 +238,7 @@ def make_runtime(app: Any, spec: ConsumerSpec, broker: Broker, backend: Any,
     return Runtime(app=app, broker=broker, backend=backend, hostname=spec.node,
                    accept=accept, result_ct=result_ct, ttl=result_ttl(conf),
                    time_limit=time_limit, soft_time_limit=soft_time_limit,
-                   log=logging.getLogger("worker"), limiter=limiter)
+                   log=logging.getLogger("qmulti"), limiter=limiter)
 
 
 def result_ttl(conf: Any) -> float | None:
@@ -279,14 +280,14 @@ def child_main(setup: ChildSetup) -> int:
     _die_with_parent(setup.parent_pid)
     if setup.pidfile is not None:
         setup.pidfile.close_in_child()
-    from worker.notify import forget_socket
+    from qmulti.system.notify import forget_socket
 
     forget_socket()
     if setup.reopen_log:
         logs.setup(setup.spec.node, setup.log_level, setup.logfile)
     faulthandler.register(signal.SIGUSR1, file=logs.log_fd(), all_threads=True, chain=False)
     proctitle.set_title(proctitle.child_title(setup.spec.node, setup.index))
-    log = logging.getLogger("worker")
+    log = logging.getLogger("qmulti")
     app = setup.app
     reset = getattr(app, "reset_after_fork", None)
     if callable(reset):
@@ -321,10 +322,9 @@ def child_main(setup: ChildSetup) -> int:
 
 
 def _own_broker(app: Any) -> Broker:
-    from worker.brokers import create_broker
+    from qmulti.brokers import create_broker, store_options
 
-    conf = app.conf
-    return create_broker(conf.broker_url, max_deliveries=conf.broker_max_deliveries)
+    return create_broker(app.conf.broker_url, **store_options(app.conf))
 
 
 # Signals the node main process handles; blocked around fork and reset in a child.

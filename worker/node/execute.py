@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from worker import protocol
-from worker.backends.base import ResultBackend
-from worker.brokers.base import Broker, Delivery
-from worker.exceptions import (
+from qmulti import protocol
+from qmulti.brokers.base import Broker, Delivery, ResultBackend
+from qmulti.exceptions import (
     BrokerConnectionError,
     ContentDisallowed,
     MalformedMessage,
@@ -33,7 +32,7 @@ from worker.exceptions import (
     TaskRevokedError,
     TimeLimitExceeded,
 )
-from worker.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
+from qmulti.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
 
 T = TypeVar("T")
 # How long a child keeps retrying to store an outcome while the broker is unreachable
@@ -57,7 +56,7 @@ class RateLimiter:
         if not rate_limit:
             return
         if rate_limit not in self._rates:
-            from worker.routing import parse_rate
+            from qmulti.routing import parse_rate
 
             try:
                 self._rates[rate_limit] = parse_rate(rate_limit)  # type: ignore[arg-type]
@@ -87,7 +86,7 @@ class Runtime:
     ttl: float | None = None
     time_limit: float | None = None  # node defaults; a task's own limits win
     soft_time_limit: float | None = None
-    log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("worker"))
+    log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("qmulti"))
     limiter: RateLimiter = dataclasses.field(default_factory=lambda: RateLimiter())
 
 
@@ -330,7 +329,7 @@ def _limit(env: protocol.Envelope, task: Any, name: str, default: float | None) 
 
 
 def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Any:
-    from worker.task import Request
+    from qmulti.task import Request
 
     info = {"queue": delivery.queue, "routing_key": delivery.queue, "mid": delivery.mid,
             "deliveries": delivery.deliveries + 1}
@@ -341,7 +340,7 @@ def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Any:
 
 def _exception_info(exc: BaseException, tb: str) -> Any:
     try:
-        from worker.task import ExceptionInfo
+        from qmulti.task import ExceptionInfo
 
         return ExceptionInfo(exc, type(exc), tb)
     except (ImportError, TypeError):

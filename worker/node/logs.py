@@ -25,14 +25,14 @@ import socket
 import sys
 from typing import IO, Any
 
-from worker.exceptions import UsageError
+from qmulti.exceptions import UsageError
 
 LEVELS = {
     "debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
     "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
-LOGGER_NAME = "worker"
+LOGGER_NAME = "qmulti"
 CHILD_REOPEN_SIGNAL = signal.SIGWINCH
 
 

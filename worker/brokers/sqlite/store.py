@@ -21,8 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from worker.backends.base import ResultBackend
-from worker.brokers.base import (
+from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     DEFAULT_MAX_DELIVERIES,
     Broker,
@@ -30,9 +29,10 @@ from worker.brokers.base import (
     DeadLetter,
     Delivery,
     NodeRecord,
+    ResultBackend,
 )
-from worker.brokers.sqlite_results import POLL_FIRST, SqliteResults
-from worker.brokers.sqlite_schema import (
+from qmulti.brokers.sqlite.results import POLL_FIRST, SqliteResults
+from qmulti.brokers.sqlite.schema import (
     LEASED,
     READY,
     SCHEDULED,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from worker.exceptions import BrokerConnectionError, BrokerError, ConfigError
+from qmulti.exceptions import BrokerConnectionError, BrokerError, ConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")

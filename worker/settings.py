@@ -16,9 +16,9 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from worker.exceptions import ConfigError, SerializationError
-from worker.protocol import normalize_content_type
-from worker.urls import DEFAULT_BROKER_URL
+from qmulti.exceptions import ConfigError, SerializationError
+from qmulti.protocol import normalize_content_type
+from qmulti.urls import DEFAULT_BROKER_URL
 
 Coerce = Callable[[Any], Any]
 

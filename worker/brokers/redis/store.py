@@ -20,8 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from worker.backends.base import ResultBackend
-from worker.brokers.base import (
+from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     DEFAULT_MAX_DELIVERIES,
     Broker,
@@ -29,9 +28,10 @@ from worker.brokers.base import (
     DeadLetter,
     Delivery,
     NodeRecord,
+    ResultBackend,
 )
-from worker.brokers.redis_conn import RedisLink
-from worker.brokers.redis_keys import (
+from qmulti.brokers.redis.conn import RedisLink
+from qmulti.brokers.redis.keys import (
     NODEINFO,
     NODES,
     QUEUES,
@@ -40,9 +40,9 @@ from worker.brokers.redis_keys import (
     notify_key,
     result_key,
 )
-from worker.brokers.redis_url import parse_redis_url
-from worker.exceptions import BrokerConnectionError
-from worker.states import READY_STATES
+from qmulti.brokers.redis.url import parse_redis_url
+from qmulti.exceptions import BrokerConnectionError
+from qmulti.states import READY_STATES
 
 BLOCK_CHUNK = 5.0  # longest single blocking call: re-checks state, bounds a lost wake-up
 NOTIFY_TTL = 10.0  # seconds a final result waits in its notify list for a late waiter

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker import child as child_mod
-from worker import logs
-from worker.execute import Running
+from qmulti.node import child as child_mod
+from qmulti.node import logs
+from qmulti.node.execute import Running
 
-log = logging.getLogger("worker")
+log = logging.getLogger("qmulti")
 
 
 @dataclass
@@ -181,15 +181,13 @@ class ThreadPool:
         return worker
 
     def _start(self, w: Worker, wfd: int) -> tuple[child_mod.Consumer, threading.Thread]:
-        from worker.backends import create_backend
-        from worker.brokers import create_broker
+        from qmulti.brokers import connect
 
-        app, conf = self.app, self.app.conf
+        app = self.app
         if app.broker.url.startswith("memory:"):
             broker, backend = app.broker, app.backend  # one store per process
         else:
-            broker = create_broker(app.broker.url, max_deliveries=conf.broker_max_deliveries)
-            backend = create_backend(getattr(conf, "result_backend", None), broker=broker)
+            broker, backend = connect(app.conf, app.broker.url)  # one per thread
         rt = child_mod.make_runtime(app, self.spec, broker, backend, self.time_limit,
                                     self.soft_time_limit)
         hooks = child_mod.PipeHooks(wfd, self.spec.node, w.index, in_process=False)

@@ -19,11 +19,12 @@ from typing import Any, NoReturn
 
 import click
 
-from worker import exitcodes, logs
-from worker.exceptions import ConfigError, QmultiError, UsageError
-from worker.node import ENV_REEXEC
-from worker.notify import Notifier
-from worker.urls import mask_url, parse_url
+from qmulti.exceptions import ConfigError, QmultiError, UsageError
+from qmulti.node import logs
+from qmulti.node.mainloop import ENV_REEXEC
+from qmulti.system import exitcodes
+from qmulti.system.notify import Notifier
+from qmulti.urls import mask_url, parse_url
 
 POOLS = ("prefork", "solo", "threads")
 
@@ -102,7 +103,7 @@ def parse_args(argv: list[str]) -> Args:
 
 
 def main(argv: list[str] | None = None, app: Any = None) -> NoReturn:
-    """Console script `qworker` and `python -m worker`."""
+    """Console script `qworker` and `python -m qmulti`."""
     sys.exit(run(list(sys.argv[1:] if argv is None else argv), app))
 
 
@@ -124,7 +125,7 @@ def run(argv: list[str], app: Any = None) -> int:
         return _fail(notifier, "interrupted before the node started", exitcodes.EX_FAILURE,
                      debug)
     except Exception as exc:
-        from pidfiles import AlreadyRunning, PidfileError
+        from qmulti.pidfiles import AlreadyRunning, PidfileError
 
         if isinstance(exc, AlreadyRunning):
             return _fail(notifier, str(exc), exitcodes.EX_FAILURE, debug)
@@ -138,9 +139,9 @@ def _fail(notifier: Notifier, message: str, code: int, with_traceback: bool) -> 
     line = " ".join(message.split())  # one line, whatever the message held
     if with_traceback and sys.exc_info()[0] is not None:
         traceback.print_exc()
-    logging.getLogger("worker").debug("exiting with %d: %s", code, line)
+    logging.getLogger("qmulti").debug("exiting with %d: %s", code, line)
     if logging.getLogger().handlers and not _logs_to_stderr():
-        logging.getLogger("worker").error("%s", line)
+        logging.getLogger("qmulti").error("%s", line)
     print(f"qworker: error: {line}", file=sys.stderr, flush=True)
     notifier.fatal(line, code)
     return code
@@ -151,13 +152,13 @@ def _logs_to_stderr() -> bool:
 
 
 def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
-    from worker.node import Node
+    from qmulti.node.mainloop import Node
 
     if app is None:
         if not args.app:
             raise UsageError("missing -A/--app: name the module that defines your app, "
                              "for example qworker -A proj")
-        from worker.loader import load_app
+        from qmulti.node.loader import load_app
 
         app = load_app(args.app)
     else:
@@ -174,7 +175,7 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         _check_pidfile(pidfile_path)
         _detach(logfile)
     if pidfile_path:
-        from pidfiles import Pidfile
+        from qmulti.pidfiles import Pidfile
 
         pidfile = Pidfile.adopt_from_env(pidfile_path) or Pidfile(pidfile_path).acquire()
     node = None
@@ -182,7 +183,7 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         logs.setup(opts.name, level, logfile)
         if args.uid or args.gid:
             drop_privileges(args.uid, args.gid)
-        log = logging.getLogger("worker")
+        log = logging.getLogger("qmulti")
         log.info("qworker %s: broker %s, %s pool, concurrency %d, prefetch %d, queues %s, "
                  "%d task(s) registered", opts.name, mask_url(str(app.conf.broker_url or "")),
                  opts.pool, opts.concurrency, opts.prefetch, ",".join(opts.queues),
@@ -215,7 +216,7 @@ def _check_pidfile(path: str | None) -> None:
     """In the foreground: a live node's pidfile or an unusable directory fails here."""
     if not path:
         return
-    from pidfiles import AlreadyRunning, probe
+    from qmulti.pidfiles import AlreadyRunning, probe
 
     status = probe(path)
     if status.state == "running":
@@ -243,7 +244,7 @@ def _detach(logfile: str | None) -> None:
 
 def build_options(args: Args, level: int, app: Any) -> Any:
     """Merge the command line over the app's settings (the command line wins)."""
-    from worker.node import NodeOptions
+    from qmulti.node.mainloop import NodeOptions
 
     conf = app.conf
 
@@ -286,21 +287,17 @@ def _queues(text: str | None, default: str) -> tuple[str, ...]:
 def validate_broker(app: Any) -> None:
     """Bad scheme or an unusable store path: ConfigError (78) before anything starts.
     Constructing a store checks its URL and path without connecting."""
-    from worker.backends import create_backend
-    from worker.brokers import create_broker
+    from qmulti.brokers import connect
 
     conf = app.conf
     parse_url(conf.broker_url, "broker")
     backend_url = getattr(conf, "result_backend", None)
     if backend_url:
         parse_url(backend_url, "result backend")
-    broker = create_broker(conf.broker_url)
-    try:
-        backend = create_backend(backend_url, broker=broker)
-        if backend is not broker:
-            backend.close()
-    finally:
-        broker.close()
+    broker, backend = connect(conf)
+    if backend is not broker:
+        backend.close()
+    broker.close()
 
 
 def check_writable_file(path: str, what: str, option: str) -> None:

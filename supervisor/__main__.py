@@ -1,0 +1,8 @@
+"""`python -m qmulti.supervisor ...` is `qmulti ...`."""
+
+import sys
+
+from qmulti.supervisor.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
