@@ -387,6 +387,9 @@ class App:
     def import_default_modules(self) -> list[str]:
         """Import `imports` and `include` (the node calls this at start), so their tasks
         are registered. A listed module that does not exist is a ConfigError (exit 78)."""
+        from qmulti.canvas import register_builtins
+
+        register_builtins(self)  # the tasks map/starmap/chunks messages name
         names = list(dict.fromkeys([*self.conf.imports, *self.conf.include]))
         for name in names:
             try:
