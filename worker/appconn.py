@@ -56,6 +56,9 @@ class Connections:
                 else:
                     self._forget_inherited()
                 from qmulti.brokers import connect  # first use only: no broker at import
+                from qmulti.config import UNSUPPORTED
+
+                UNSUPPORTED.report()
 
                 broker, backend = connect(conf)
                 self._broker, self._backend, self._conn_key = broker, backend, key

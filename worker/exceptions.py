@@ -90,6 +90,7 @@ class Retry(QmultiError):
         self.exc = exc
         self.when = when
         self.scheduled = False  # True once Task.retry has turned `when` into unix time
+        self.countdown: float | None = None  # the delay Task.retry chose, for the log
 
 
 class Ignore(QmultiError):

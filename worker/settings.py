@@ -43,6 +43,11 @@ class Setting:
             names.append(self.old)
         if self.name.upper() not in names:
             names.append(self.name.upper())
+        # Flask projects keep Celery's settings in their own config as CELERY_<NAME>
+        # (the Django namespace's spelling) and pass it all to `conf.update`.
+        prefixed = "CELERY_" + self.name.upper()
+        if prefixed not in names:
+            names.append(prefixed)
         return tuple(names)
 
     def label(self) -> str:

@@ -351,7 +351,7 @@ class Task:
             when = time.time() + delay
         reason = f": {exc!r}" if exc is not None else ""
         retry = Retry(f"retry in {delay:.0f}s{reason}", exc=exc, when=when)
-        retry.scheduled = True
+        retry.scheduled, retry.countdown = True, delay
         if throw:
             raise retry
         return retry

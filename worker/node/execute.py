@@ -243,9 +243,11 @@ def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, e
     cause = exc.exc if exc.exc is not None else exc
     tb = format_traceback(cause)
     when = exc.when
+    delay = getattr(exc, "countdown", None)  # as decided, not as left after the handler
+    if delay is None and when is not None:
+        delay = max(when - time.time(), 0)
     rt.log.info("Task %s[%s] retry %d%s: %s", env.task, env.id, env.retries + 1,
-                "" if when is None else f" in {max(when - time.time(), 0):.1f}s",
-                _short(str(cause)))
+                "" if delay is None else f" in {delay:.1f}s", _short(str(cause)))
     _handler(rt, task, "on_retry", cause, env.id, list(env.args), dict(env.kwargs),
              _exception_info(cause, tb))
     again = dataclasses.replace(env, mid=protocol.new_id(), retries=env.retries + 1, eta=when)
