@@ -1,0 +1,1 @@
+"""Celery-shaped helpers (qmulti.utils.log and friends)."""
