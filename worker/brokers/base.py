@@ -162,6 +162,10 @@ class Broker(ABC):
     def purge(self, queue: str) -> int:
         """Delete every ready message of a queue; returns how many."""
 
+    def tidy(self) -> None:  # noqa: B027 - optional hook
+        """Housekeeping an idle node does now and then (SQLite: hand the write-ahead log
+        back to the file system). Must be cheap and safe to skip."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the object is not used afterwards."""
 
