@@ -69,6 +69,9 @@ class App:
         self._inherited: list[object] = []
         self._router: tuple[Any, Router] | None = None
         self._result_cache: ResultCache | None = None
+        # autodiscover_tasks() calls waiting for the node's import_default_modules
+        self._autodiscover: list[tuple[Any, str | None]] = []
+        self.fixups: list[Any] = []  # framework fix-ups of this process (worker.fixups)
         self.conf = Config(on_change=self._settings_changed)
         explicit = dict(settings)
         if broker is not None:
@@ -351,6 +354,8 @@ class App:
             self._broker = self._backend = None
             self._conn_key = None
             self._result_cache = None
+        for fixup in self.fixups:
+            fixup.on_worker_process_init()
 
     def _new_lock(self, pid: int) -> None:
         """A lock inherited through fork may be held by a parent thread that does not
@@ -386,7 +391,14 @@ class App:
     # -- the node --------------------------------------------------------------------------
     def import_default_modules(self) -> list[str]:
         """Import `imports` and `include` (the node calls this at start), so their tasks
-        are registered. A listed module that does not exist is a ConfigError (exit 78)."""
+        are registered, then run the waiting `autodiscover_tasks()` calls. Framework
+        fix-ups come first (Django: `django.setup()`, so models import). A listed module
+        that does not exist is a ConfigError (exit 78)."""
+        from qmulti import fixups
+
+        self.fixups = fixups.active()
+        for fixup in self.fixups:
+            fixup.on_import_modules()
         names = list(dict.fromkeys([*self.conf.imports, *self.conf.include]))
         for name in names:
             try:
@@ -397,7 +409,30 @@ class App:
                         f"cannot import {name!r} listed in imports/include: no module named "
                         f"{exc.name!r} (is the current directory the project root?)") from None
                 raise
+        waiting, self._autodiscover = self._autodiscover, []
+        for packages, related_name in waiting:
+            names.extend(self._discover(packages, related_name))
         return names
+
+    def autodiscover_tasks(self, packages: Iterable[str] | Callable[[], Iterable[str]] |
+                           None = None, related_name: str | None = "tasks",
+                           force: bool = False) -> None:
+        """Import `<package>.<related_name>` of each package, so their tasks register.
+
+        As Celery's: `packages` may be a callable (called late, when the node imports its
+        modules); None means the framework's own list (Django: every installed app); a
+        package without that module is skipped. Without `force` it waits for the node's
+        `import_default_modules`, so a module-level call in proj/celery.py runs before
+        Django is set up without importing any models."""
+        if force:
+            self._discover(packages, related_name)
+        else:
+            self._autodiscover.append((packages, related_name))
+
+    def _discover(self, packages: Any, related_name: str | None) -> list[str]:
+        from qmulti.discovery import discover
+
+        return discover(packages, related_name, self.fixups)
 
     def start(self, argv: list[str] | None = None) -> Any:
         """Run the `qworker` command line for this app (`app.start()` in a celery.py).
