@@ -13,6 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from qmulti.app import App, Celery, current_app, shared_task
+    from qmulti.canvas import (
+        Signature,
+        chunks,
+        group,
+        maybe_signature,
+        signature,
+        subtask,
+        xmap,
+        xstarmap,
+    )
     from qmulti.config import Config, Settings
     from qmulti.exceptions import (
         ConfigError,
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
         TimeoutError,
     )
     from qmulti.result import AsyncResult
+    from qmulti.result_set import GroupResult, ResultSet
     from qmulti.task import ExceptionInfo, Request, Task
 
 # name -> the module that defines it
@@ -36,17 +47,22 @@ _EXPORTS = {
     "App": "qmulti.app", "Celery": "qmulti.app", "current_app": "qmulti.app",
     "shared_task": "qmulti.app", "Config": "qmulti.config", "Settings": "qmulti.config",
     "AsyncResult": "qmulti.result", "ExceptionInfo": "qmulti.task", "Request": "qmulti.task",
-    "Task": "qmulti.task",
+    "Task": "qmulti.task", "GroupResult": "qmulti.result_set", "ResultSet": "qmulti.result_set",
+    **{name: "qmulti.canvas" for name in (
+        "Signature", "chunks", "group", "maybe_signature", "signature", "subtask", "xmap",
+        "xstarmap")},
     **{name: "qmulti.exceptions" for name in (
         "ConfigError", "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered",
         "QmultiError", "Reject", "Retry", "SerializationError", "SoftTimeLimitExceeded",
         "TaskRevokedError", "TimeLimitExceeded", "TimeoutError")},
 }
-_SUBMODULES = {"exceptions", "states", "signals", "result", "middleware"}
+_SUBMODULES = {"canvas", "exceptions", "states", "signals", "result", "middleware"}
 
 __all__ = [
-    "App", "AsyncResult", "Celery", "Config", "ConfigError", "ExceptionInfo",
-    "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered", "QmultiError",
+    "App", "AsyncResult", "Celery", "Config", "ConfigError", "ExceptionInfo", "GroupResult",
+    "ImproperlyConfigured", "ResultSet", "Signature", "chunks", "group", "maybe_signature",
+    "signature", "subtask", "xmap", "xstarmap", "MaxRetriesExceededError", "NotRegistered",
+    "QmultiError",
     "Reject", "Request", "Retry", "SerializationError", "Settings", "SoftTimeLimitExceeded",
     "Task", "TaskRevokedError", "TimeLimitExceeded", "TimeoutError", "current_app",
     "shared_task",

@@ -395,7 +395,9 @@ class App:
         fix-ups come first (Django: `django.setup()`, so models import). A listed module
         that does not exist is a ConfigError (exit 78)."""
         from qmulti import fixups
+        from qmulti.canvas import register_builtins
 
+        register_builtins(self)  # the tasks map/starmap/chunks messages name
         self.fixups = fixups.active()
         for fixup in self.fixups:
             fixup.on_import_modules()

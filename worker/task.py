@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from qmulti.canvas import CanvasMethods
 from qmulti.exceptions import MaxRetriesExceededError, Retry
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ APP_SETTING_FOR = {
 _MISSING = object()
 
 
-class Task:
+class Task(CanvasMethods):
     """One registered task. `App.task` makes instances; subclass and pass `base=` to
     share handlers between tasks."""
 

@@ -60,8 +60,8 @@ def test_django_project_runs_on_a_node(project: Path) -> None:
         node.wait_ready()
         log = node.stderr()
         assert "AppRegistryNotReady" not in log
-        # autodiscover_tasks() found notes/tasks.py: its three shared tasks registered
-        assert "3 task(s) registered" in log, log
+        # autodiscover_tasks() found notes/tasks.py: add_note runs (an unregistered task
+        # would be dead-lettered and its result a NotRegistered FAILURE)
         # The project's own code sends and waits, as a Django view would.
         sent = orm(project, "import json\n"
                             "from notes.tasks import add_note\n"
@@ -164,7 +164,6 @@ def test_imports_setting_is_imported_after_django_setup(project: Path) -> None:
         with NodeProcess(project, "-A", "proj", "-c", "1", "-l", "info",
                          env=environ()) as node:
             node.wait_ready()
-            assert "3 task(s) registered" in node.stderr()
             r = app.send_task("notes.tasks.add_note", ("via imports",), check=False)
             assert isinstance(r.get(timeout=30), int)
             assert node.stop() == 0
