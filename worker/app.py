@@ -72,6 +72,7 @@ class App(Connections):
         self._router: tuple[Any, Router] | None = None
         self._result_cache: ResultCache | None = None
         self._discovery: list[tuple[Any, str | None]] = []  # autodiscover_tasks, for later
+        self.fixups: list[Any] = []  # framework fix-ups of this process (qmulti.fixups)
         self.conf = Config(on_change=self._settings_changed)
         explicit = dict(settings)
         if broker is not None:
@@ -319,12 +320,16 @@ class App(Connections):
     # -- the node --------------------------------------------------------------------------
     def import_default_modules(self) -> list[str]:
         """Import `imports` and `include`, then run the `autodiscover_tasks` requests (the
-        node calls this at start), so their tasks are registered. A listed module that
-        does not exist is a ConfigError (exit 78)."""
-        from qmulti import imports
+        node calls this at start), so their tasks are registered. Framework fix-ups come
+        first (Django: `django.setup()`, so models import). A listed module that does not
+        exist is a ConfigError (exit 78)."""
+        from qmulti import fixups, imports
         from qmulti.canvas import register_builtins
 
         register_builtins(self)  # the tasks map/starmap/chunks messages name
+        self.fixups = fixups.active()
+        for fixup in self.fixups:
+            fixup.on_import_modules()
         names = imports.import_listed([*self.conf.imports, *self.conf.include])
         return names + imports.pending_discovery(self._discovery)
 

@@ -187,12 +187,17 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     running = Running(delivery.mid, delivery.queue, env.id, env.task, *limits)
     hooks.begin(running)
     args, kwargs = list(env.args), dict(env.kwargs)
+    fixups = getattr(rt.app, "fixups", None) or ()
+    for fixup in fixups:  # Django: close stale database connections
+        fixup.on_task_prerun()
     began = time.monotonic()
     try:
         try:
             retval = task.execute(_request(rt, delivery, env), args, kwargs)
         finally:
             hooks.returned()
+            for fixup in fixups:
+                fixup.on_task_postrun()
     except Retry as exc:
         return _retry(rt, delivery, env, task, exc, hooks)
     except Reject as exc:
