@@ -170,6 +170,21 @@ class App(Connections):
             self._annotate(task)
         return task
 
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Any = (), kwargs: Any = (),
+                          name: str | None = None, **opts: Any) -> str:
+        """Add an entry to `beat_schedule`, as Celery's method does: `sig` is a signature
+        (its args, kwargs and options are used) or a task name; returns the entry name."""
+        from qmulti.canvas import Signature, signature
+
+        if not isinstance(sig, Signature):
+            sig = signature(getattr(sig, "name", sig), args or (), dict(kwargs or {}),
+                            app=self)
+        entry = {"task": sig.name, "schedule": schedule, "args": sig.args,
+                 "kwargs": sig.kwargs, "options": {**sig.options, **opts}}
+        key = name or repr(sig)
+        self.conf.beat_schedule = {**self.conf.beat_schedule, key: entry}
+        return key
+
     # -- sending ---------------------------------------------------------------------------
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, *,
                   countdown: float | None = None, eta: datetime | float | None = None,
