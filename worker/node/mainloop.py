@@ -30,6 +30,7 @@ from typing import Any
 
 from qmulti.exceptions import BrokerConnectionError
 from qmulti.node import logs, proctitle
+from qmulti.node.autoscale import Autoscaler
 from qmulti.node.child import (
     ChildSetup,
     ConsumerSpec,
@@ -67,6 +68,8 @@ class NodeOptions:
     logfile: str | None = None  # template, may hold %I
     heartbeat_interval: float = 2.0
     heartbeat_expiry: float = 10.0
+    purge: bool = False  # --purge: delete the waiting messages of our queues at start
+    autoscale: tuple[int, int] | None = None  # (MAX, MIN) children
 
 
 class Node:
@@ -96,6 +99,7 @@ class Node:
         self.spec = ConsumerSpec(opts.name, self.node_id, opts.queues, opts.prefetch,
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
                                  opts.concurrency)
+        self.scaler = None if opts.autoscale is None else Autoscaler(*opts.autoscale)
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.wake_r, self.wake_w):
             os.set_blocking(fd, False)
@@ -110,6 +114,8 @@ class Node:
         proctitle.set_title(proctitle.main_title(self.opts.name))
         if not self._connect():
             return 0  # stopped by a signal before the broker came up
+        if self.opts.purge:
+            self._purge()
         self._reconcile()
         queues = ",".join(self.opts.queues)
         log.info("%s ready: %d %s child(ren) consuming from %s", self.opts.name,
@@ -391,6 +397,26 @@ class Node:
                 return False
             delay = min(delay * 2, MAX_BACKOFF)
 
+    def _purge(self) -> None:
+        """--purge, as Celery's: the waiting messages of this node's queues are deleted
+        before any child consumes (scheduled and leased ones are not waiting)."""
+        count = sum(self.app.broker.purge(queue) for queue in self.opts.queues)
+        log.warning("--purge: deleted %d waiting message(s) from %s", count,
+                    ",".join(self.opts.queues))
+
+    def _autoscale(self, broker: Any) -> None:
+        if self.scaler is None or self.state != RUNNING:
+            return
+        depth = broker.stats().queues
+        waiting = sum(int(depth.get(q, 0)) for q in self.opts.queues)
+        busy = sum(1 for w in self.pool.all() if w.running)
+        want = self.scaler.want(self.desired, busy, waiting)
+        if want != self.desired:
+            log.info("autoscale: pool %s to %d children (%d busy, %d waiting; %d..%d)",
+                     "grows" if want > self.desired else "shrinks", want, busy, waiting,
+                     self.scaler.low, self.scaler.high)
+            self.desired = want
+
     def _tick(self) -> None:
         self.notifier.watchdog()
         self._report_status()
@@ -399,6 +425,7 @@ class Node:
             return
         try:
             broker = self.app.broker
+            self._autoscale(broker)
             broker.heartbeat(self.node_id, self._info())
             requeued = broker.requeue_dead_nodes(self.opts.heartbeat_expiry)
             while self.pending_release:
@@ -458,6 +485,7 @@ class Node:
         return {
             "name": self.opts.name, "pid": self.pid, "hostname": socket.gethostname(),
             "concurrency": self.desired, "pool": self.opts.pool,
+            "autoscale": list(self.opts.autoscale) if self.opts.autoscale else None,
             "active": sum(1 for w in workers if w.running),
             "finished": self.finished_dead + sum(w.finished for w in workers),
             "started_at": self.started_at, "queues": list(self.opts.queues),
