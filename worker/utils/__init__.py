@@ -1,1 +1,1 @@
-"""Celery-shaped helpers (qmulti.utils.log and friends)."""
+"""Helpers with Celery's module names (`qmulti.utils.log`)."""
