@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qmulti.exceptions import BrokerConnectionError
-from qmulti.node import logs, proctitle
+from qmulti.node import logs, proctitle, revoke
 from qmulti.node.autoscale import Autoscaler
 from qmulti.node.child import (
     ChildSetup,
@@ -92,6 +92,7 @@ class Node:
         self.respawn_at: dict[int, float] = {}
         self.respawn_delay: dict[int, float] = {}
         self.next_beat = 0.0
+        self.next_revoke_check = 0.0
         self.next_tidy = 0.0  # monotonic time of the next idle store housekeeping
         self.beat_failures = 0
         self.last_status = ""
@@ -128,6 +129,7 @@ class Node:
             self._handle_signals()
             self._reap()
             self._check_time_limits()
+            self._check_revoked()
             self._tick()
             self._reconcile()
         self._shutdown()
@@ -144,6 +146,8 @@ class Node:
             timeout = min(timeout, max(0.0, min(self.respawn_at.values()) - time.monotonic()))
         if any(w.running and w.running.time_limit for w in self.pool.all()):
             timeout = min(timeout, 0.1)
+        if any(w.running for w in self.pool.all()):
+            timeout = min(timeout, max(0.0, self.next_revoke_check - time.monotonic()))
         watchdog = self.notifier.watchdog_due_in()
         if watchdog is not None:
             timeout = min(timeout, watchdog)
@@ -279,16 +283,21 @@ class Node:
         self._read_status(w)  # an "E" may still sit in the pipe
         os.close(w.rfd)
         self.finished_dead += w.finished
-        expected = death.clean or self.state == COLD or w.timed_out is not None
+        terminated = w.revoked is not None and w.running == w.revoked
+        expected = (death.clean or self.state == COLD or w.timed_out is not None
+                    or terminated)
         level = logging.INFO if expected else logging.WARNING
         doing = f" while running {w.running.name}[{w.running.task_id}]" if w.running else ""
         hint = ""
-        if "SIGKILL" in death.description and w.timed_out is None and self.state != COLD:
+        if ("SIGKILL" in death.description and w.timed_out is None and not terminated
+                and self.state != COLD):
             hint = " (SIGKILL: the out-of-memory killer or a kill -9)"
         log.log(level, "Pool child %d (%s) %s%s%s", w.index, w.consumer, death.description,
                 doing, hint)
         if w.timed_out is not None and w.running == w.timed_out:
             self._store_time_limit(w.timed_out)
+        elif terminated:
+            self._store_terminated(w.revoked)
         self._release(w.consumer)
         crashed_at_start = (not death.clean and w.running is None and w.finished == 0
                             and time.monotonic() - w.spawned < 1.0)
@@ -317,6 +326,43 @@ class Node:
                              result_ttl(self.app.conf))
         except Exception as err:
             log.error("Could not store the time-limit failure of %s: %s", running.task_id, err)
+
+    def _store_terminated(self, running: Any) -> None:
+        try:
+            revoke.store_terminated(self.app.broker, self.app.backend, running,
+                                    self.opts.name, result_ttl(self.app.conf))
+        except Exception as err:
+            log.error("Could not store REVOKED for %s: %s", running.task_id, err)
+
+    def _check_revoked(self) -> None:
+        """revoke(terminate=True): signal the child running a task whose REVOKED mark
+        asks for it (see worker/node/revoke.py), once per task."""
+        now = time.monotonic()
+        if now < self.next_revoke_check:
+            return
+        self.next_revoke_check = now + revoke.POLL
+        busy = [w for w in self.pool.all() if w.running and w.revoked != w.running]
+        if not busy:
+            return
+        try:
+            backend = self.app.backend
+            accept = frozenset(self.app.conf.accept_content or ["json"])
+            asked = [(w, revoke.requested(backend, w.running.task_id, accept)) for w in busy]
+        except Exception as exc:  # the heartbeat path reports an outage; look again later
+            log.debug("Could not look up revoked tasks: %s", exc)
+            return
+        for w, name in asked:
+            r = w.running
+            if name is None or r is None:
+                continue
+            w.revoked = r
+            if self.pool.kind != "prefork":
+                log.warning("Task %s[%s] revoked with terminate; a %s pool cannot stop it",
+                            r.name, r.task_id, self.opts.pool)
+                continue
+            log.warning("Task %s[%s] revoked: terminating it (%s) in pool child %d",
+                        r.name, r.task_id, name, w.index)
+            self.pool.signal(w, revoke.os_signal(name))
 
     def _check_time_limits(self) -> None:
         now = time.monotonic()
