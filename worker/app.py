@@ -375,6 +375,7 @@ class App(Connections):
 
 
 Celery = App  # `from qmulti import Celery` in code written for Celery: the same class
+appstate.set_app_class(App)
 current_app = appstate.current_app
 shared_task = appstate.shared_task
 
