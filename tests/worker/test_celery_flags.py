@@ -4,13 +4,17 @@ with one INFO line saying why qmulti does not need it; never "no such option".""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from node_fixtures import NodeProcess, producer, run_qworker, write_tasks
 
 from helpers import wait_for
+from qmulti import App
 from qmulti.supervisor.grammar import build
 from qmulti.supervisor.status import run_status
 
@@ -35,13 +39,44 @@ def test_flags_qmulti_does_not_need_are_accepted_with_one_info_line(tmp_path: Pa
     app.close()
 
 
-@pytest.mark.parametrize("pool", ["gevent", "eventlet"])
-def test_green_pools_are_one_clear_line(tmp_path: Path, pool: str) -> None:
+def test_eventlet_is_one_clear_line(tmp_path: Path) -> None:
     write_tasks(tmp_path)
-    done = run_qworker(tmp_path, "-A", "tasks", "-P", pool, "-c", "500")
+    done = run_qworker(tmp_path, "-A", "tasks", "-P", "eventlet", "-c", "500")
     assert done.returncode == 78, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"-P {pool}" in lines[0] and "-P threads" in lines[0]
+    assert len(lines) == 1 and "-P eventlet" in lines[0] and "-P threads" in lines[0]
+
+
+def test_gevent_runs_500_green_threads(tmp_path: Path, redis_server: Any) -> None:
+    pytest.importorskip("gevent")
+    write_tasks(tmp_path, extra_config=f"app.conf.broker_url = {redis_server.url!r}\n")
+    app = App("producer", broker=redis_server.url)
+    try:
+        with NodeProcess(tmp_path, "-A", "tasks", "-P", "gevent", "-c", "500",
+                         "-l", "info") as node:
+            node.wait_ready(60)
+            began = time.monotonic()
+            results = [app.send_task("tasks.slow", (2, i)) for i in range(500)]
+            assert [r.get(timeout=60) for r in results] == list(range(500))
+            # 500 two-second tasks at once, not one after another
+            assert time.monotonic() - began < 20
+            assert "gevent pool, concurrency 500" in node.stderr()
+            assert node.stop(timeout=60) == 0
+    finally:
+        app.close()
+
+
+def test_gevent_missing_is_one_clear_line(tmp_path: Path) -> None:
+    write_tasks(tmp_path)
+    code = ("import sys\n"
+            "sys.modules['gevent'] = None  # as if it were not installed\n"
+            "from qmulti.node.cli import main\n"
+            "main(['-A', 'tasks', '-P', 'gevent', '-c', '500'])\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 78, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "qmulti[gevent]" in lines[0], done.stderr
 
 
 def test_purge_deletes_waiting_messages_before_consuming(tmp_path: Path) -> None:

@@ -165,6 +165,7 @@ def _logs_to_stderr() -> bool:
 
 
 def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
+    compat.check_pool(args.pool)  # gevent patches the standard library before any import
     from qmulti.node.mainloop import Node
 
     if app is None:
@@ -176,7 +177,6 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         app = load_app(args.app)
     else:
         app.import_default_modules()
-    compat.check_pool(args.pool)
     opts = build_options(args, level, app)
     validate_broker(app)
     pidfile_path = logs.expand_path(args.pidfile, opts.name) if args.pidfile else None
@@ -283,8 +283,10 @@ def build_options(args: Args, level: int, app: Any) -> Any:
         concurrency = autoscale[1]  # grows from MIN under a backlog
     elif autoscale is not None:
         autoscale = None  # threads cannot be added and retired on demand
-    if args.optimization == "fair":
-        prefetch = 1  # no task waits behind a busy child: the rest stay in the broker
+    if args.optimization == "fair" or (pool == "gevent" and not args.prefetch_multiplier):
+        # fair (and gevent): no task waits behind a busy child or green thread; the rest
+        # stay in the broker for whichever is free
+        prefetch = 1
     return NodeOptions(
         name=name, queues=queues, concurrency=int(concurrency), pool=pool,
         prefetch=int(prefetch),

@@ -27,8 +27,9 @@ NOT_NEEDED = {
     "without_heartbeat": "--without-heartbeat: kept on: the node's heartbeat holds its "
                          "leases in the broker (it is not an event for monitors)",
 }
+# Pools qworker accepts by name without running them itself: gevent when it is missing
 UNSUPPORTED_POOLS = {
-    "gevent": "-P gevent is not supported yet; for I/O-bound tasks use -P threads -c N",
+    "gevent": "-P gevent needs gevent: pip install 'qmulti[gevent]' (or use -P threads -c N)",
     "eventlet": "-P eventlet is not supported; for I/O-bound tasks use -P threads -c N",
 }
 
@@ -61,6 +62,15 @@ def notes(args: Any) -> list[str]:
 
 
 def check_pool(pool: str) -> None:
+    """-P gevent: patch the standard library now, before the app and its tasks import
+    (the consumers then run as green threads of the main process, -c of them)."""
+    if pool == "gevent":
+        try:
+            from gevent import monkey
+        except ImportError:
+            raise ConfigError(UNSUPPORTED_POOLS["gevent"]) from None
+        monkey.patch_all()
+        return
     why = UNSUPPORTED_POOLS.get(pool)
     if why:
         raise ConfigError(why)

@@ -157,10 +157,13 @@ class Node:
         return min(timeout, 1.0)
 
     def _wait(self, timeout: float) -> None:
-        fds = [self.wake_r] + [w.rfd for w in self.pool.all() if not w.eof]
+        # poll, not select: -P gevent -c 500 has more than FD_SETSIZE (1024) descriptors
+        poller = select.poll()
+        for fd in [self.wake_r] + [w.rfd for w in self.pool.all() if not w.eof]:
+            poller.register(fd, select.POLLIN)
         try:
-            ready, _, _ = select.select(fds, [], [], timeout)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            ready = {fd for fd, _ in poller.poll(max(0, int(timeout * 1000 + 0.999)))}
+        except InterruptedError:  # pragma: no cover - PEP 475 retries poll
             return
         for w in self.pool.all():
             if w.rfd in ready:
