@@ -163,6 +163,11 @@ class App(Connections):
             name = f"{module}.{fun.__qualname__}"
         if options.get("rate_limit") is not None:
             parse_rate(options["rate_limit"])
+        if options.get("pydantic"):
+            from qmulti.pydantic_args import wrap
+
+            fun = wrap(fun, name, bool(options.get("pydantic_strict")),
+                       options.get("pydantic_context"), options.get("pydantic_dump_kwargs"))
         cls = base or self.task_cls
         task = cls(fun, self, name, **options)
         with self._lock:
