@@ -205,7 +205,18 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         for line in compat.notes(args):
             log.info("%s", line)
         node = Node(app, opts, notifier, pidfile)
-        code = node.run()
+        embedded = None
+        if args.beat:
+            from qmulti.node.beat import Embedded
+
+            embedded = Embedded(app, opts.name)  # a bad schedule: ConfigError, exit 78
+        try:
+            if embedded is not None:
+                embedded.start()
+            code = node.run()
+        finally:
+            if embedded is not None:
+                embedded.stop()
     finally:
         if pidfile is not None and not (node is not None and node.restart_requested):
             pidfile.release()
