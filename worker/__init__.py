@@ -14,6 +14,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from qmulti.app import App, Celery, current_app, shared_task
     from qmulti.appstate import current_task
+    from qmulti.canvas import (
+        Signature,
+        chunks,
+        group,
+        maybe_signature,
+        signature,
+        subtask,
+        xmap,
+        xstarmap,
+    )
     from qmulti.config import Config, Settings
     from qmulti.exceptions import (
         ConfigError,
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
     )
     from qmulti.protocol import new_id as uuid
     from qmulti.result import AsyncResult, EagerResult
+    from qmulti.result_set import GroupResult, ResultSet
     from qmulti.task import ExceptionInfo, Request, Task
 
 # name -> the module that defines it
@@ -41,17 +52,22 @@ _EXPORTS = {
     "current_task": "qmulti.appstate", "uuid": "qmulti.protocol",
     "AsyncResult": "qmulti.result", "EagerResult": "qmulti.result",
     "ExceptionInfo": "qmulti.task", "Request": "qmulti.task",
-    "Task": "qmulti.task",
+    "Task": "qmulti.task", "GroupResult": "qmulti.result_set", "ResultSet": "qmulti.result_set",
+    **{name: "qmulti.canvas" for name in (
+        "Signature", "chunks", "group", "maybe_signature", "signature", "subtask", "xmap",
+        "xstarmap")},
     **{name: "qmulti.exceptions" for name in (
         "ConfigError", "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered",
         "QmultiError", "Reject", "Retry", "SerializationError", "SoftTimeLimitExceeded",
         "TaskRevokedError", "TimeLimitExceeded", "TimeoutError")},
 }
-_SUBMODULES = {"exceptions", "states", "signals", "result", "middleware", "utils"}
+_SUBMODULES = {"canvas", "exceptions", "states", "signals", "result", "middleware", "utils"}
 
 __all__ = [
     "App", "AsyncResult", "Celery", "Config", "ConfigError", "EagerResult", "ExceptionInfo",
-    "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered", "QmultiError",
+    "GroupResult", "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError",
+    "NotRegistered", "QmultiError", "ResultSet", "Signature", "chunks", "group",
+    "maybe_signature", "signature", "subtask", "xmap", "xstarmap",
     "Reject", "Request", "Retry", "SerializationError", "Settings", "SoftTimeLimitExceeded",
     "Task", "TaskRevokedError", "TimeLimitExceeded", "TimeoutError", "current_app",
     "current_task", "shared_task", "uuid",

@@ -72,6 +72,7 @@ class App(Connections):
         self._router: tuple[Any, Router] | None = None
         self._result_cache: ResultCache | None = None
         self._discovery: list[tuple[Any, str | None]] = []  # autodiscover_tasks, for later
+        self.fixups: list[Any] = []  # framework fix-ups of this process (qmulti.fixups)
         self.conf = Config(on_change=self._settings_changed)
         explicit = dict(settings)
         if broker is not None:
@@ -162,12 +163,32 @@ class App(Connections):
             name = f"{module}.{fun.__qualname__}"
         if options.get("rate_limit") is not None:
             parse_rate(options["rate_limit"])
+        if options.get("pydantic"):
+            from qmulti.pydantic_args import wrap
+
+            fun = wrap(fun, name, bool(options.get("pydantic_strict")),
+                       options.get("pydantic_context"), options.get("pydantic_dump_kwargs"))
         cls = base or self.task_cls
         task = cls(fun, self, name, **options)
         with self._lock:
             self.tasks[name] = task
             self._annotate(task)
         return task
+
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Any = (), kwargs: Any = (),
+                          name: str | None = None, **opts: Any) -> str:
+        """Add an entry to `beat_schedule`, as Celery's method does: `sig` is a signature
+        (its args, kwargs and options are used) or a task name; returns the entry name."""
+        from qmulti.canvas import Signature, signature
+
+        if not isinstance(sig, Signature):
+            sig = signature(getattr(sig, "name", sig), args or (), dict(kwargs or {}),
+                            app=self)
+        entry = {"task": sig.name, "schedule": schedule, "args": sig.args,
+                 "kwargs": sig.kwargs, "options": {**sig.options, **opts}}
+        key = name or repr(sig)
+        self.conf.beat_schedule = {**self.conf.beat_schedule, key: entry}
+        return key
 
     # -- sending ---------------------------------------------------------------------------
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, *,
@@ -319,10 +340,16 @@ class App(Connections):
     # -- the node --------------------------------------------------------------------------
     def import_default_modules(self) -> list[str]:
         """Import `imports` and `include`, then run the `autodiscover_tasks` requests (the
-        node calls this at start), so their tasks are registered. A listed module that
-        does not exist is a ConfigError (exit 78)."""
-        from qmulti import imports
+        node calls this at start), so their tasks are registered. Framework fix-ups come
+        first (Django: `django.setup()`, so models import). A listed module that does not
+        exist is a ConfigError (exit 78)."""
+        from qmulti import fixups, imports
+        from qmulti.canvas import register_builtins
 
+        register_builtins(self)  # the tasks map/starmap/chunks messages name
+        self.fixups = fixups.active()
+        for fixup in self.fixups:
+            fixup.on_import_modules()
         names = imports.import_listed([*self.conf.imports, *self.conf.include])
         return names + imports.pending_discovery(self._discovery)
 
@@ -368,6 +395,7 @@ class App(Connections):
 
 
 Celery = App  # `from qmulti import Celery` in code written for Celery: the same class
+appstate.set_app_class(App)
 current_app = appstate.current_app
 shared_task = appstate.shared_task
 

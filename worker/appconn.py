@@ -89,6 +89,8 @@ class Connections:
             self._broker = self._backend = None
             self._conn_key = None
             self._result_cache = None
+        for fixup in getattr(self, "fixups", ()):
+            fixup.on_worker_process_init()
 
     def _new_lock(self, pid: int) -> None:
         """A lock inherited through fork may be held by a parent thread that does not

@@ -7,6 +7,9 @@ Celery, the last App made is current unless it was made with `set_as_current=Fal
 or another was chosen with `app.set_current()`; `app.set_default()` names the app a
 thread falls back to. With no app at all, a default one is made on first use, with
 the default settings (the embedded SQLite broker).
+
+This module never imports `qmulti.app` (that would be an import cycle: app imports
+this): app.py hands its class over with `set_app_class` when it is imported.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ _shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 # the threads pool runs one task per thread.
 running_request: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "qmulti.running_request", default=None)
+_app_class: type[App] | None = None
+
+
+def set_app_class(cls: type[App]) -> None:
+    """Called once by qmulti.app at import: the class a default app is made from."""
+    global _app_class
+    _app_class = cls
 
 
 def app_created(app: App, set_as_current: bool) -> None:
@@ -66,10 +76,18 @@ def get_current_app() -> App:
         return app
     with _lock:
         if _default is None:
-            from qmulti.app import App
-
-            _default = App("default", set_as_current=False)
+            _default = _default_app_class()("default", set_as_current=False)
         return _default
+
+
+def _default_app_class() -> type[App]:
+    if _app_class is None:
+        # nothing has imported qmulti.app yet (e.g. only `from qmulti import AsyncResult`):
+        # the package's lazy export loads it by name, and its import registers the class
+        import qmulti
+
+        return qmulti.App
+    return _app_class
 
 
 def shared_task(*args: Any, **options: Any) -> Any:
@@ -92,7 +110,11 @@ def _share(fun: Callable[..., Any], options: dict[str, Any]) -> SharedTask:
         apps = list(_apps)
     name = None
     for app in apps:
-        name = app._register(fun, **options).name
+        try:
+            name = app._register(fun, **options).name
+        except Exception:  # noqa: BLE001 - that app's own settings are wrong (a bad
+            # annotation): it raises when it uses the task, never in another app's import
+            continue
     return SharedTask(fun, options, name)
 
 
@@ -111,7 +133,8 @@ class SharedTask:
         app = get_current_app()
         name = self._name
         task = app.tasks.get(name) if name else None
-        if task is None or task.run is not self._fun:
+        # getattr: a task's run may wrap the function (pydantic=True)
+        if task is None or getattr(task.run, "__wrapped__", task.run) is not self._fun:
             task = app._register(self._fun, **self._options)
             object.__setattr__(self, "_name", task.name)
         return task

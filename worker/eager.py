@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from qmulti import appstate, states
 from qmulti.exceptions import Ignore, Reject, Retry
 from qmulti.protocol import new_id
+from qmulti.request import ExceptionInfo, Request
 from qmulti.result import EagerResult
-from qmulti.task import ExceptionInfo, Request
 
 if TYPE_CHECKING:
     from qmulti.task import Task
