@@ -163,8 +163,10 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         app = load_app(args.app)
     else:
         app.import_default_modules()
+    app.finalize()  # on_after_configure, on_after_finalize: before the options are read
     opts = build_options(args, level, app)
     validate_broker(app)
+    app.middleware  # noqa: B018 - loads the `middleware` setting: a wrong one exits 78 here
     pidfile_path = logs.expand_path(args.pidfile, opts.name) if args.pidfile else None
     logfile = logs.expand_path(args.logfile, opts.name) if args.logfile else None
     if logfile:
@@ -189,7 +191,11 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
                  opts.pool, opts.concurrency, opts.prefetch, ",".join(opts.queues),
                  len(app.tasks))
         node = Node(app, opts, notifier, pidfile)
-        code = node.run()
+        app.middleware.emit("node_init", app, node)  # worker_init
+        try:
+            code = node.run()
+        finally:
+            app.middleware.emit("node_shutdown", app, node)  # worker_shutdown
     finally:
         if pidfile is not None and not (node is not None and node.restart_requested):
             pidfile.release()
