@@ -177,8 +177,10 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         app = load_app(args.app)
     else:
         app.import_default_modules()
+    app.finalize()  # on_after_configure, on_after_finalize: before the options are read
     opts = build_options(args, level, app)
     validate_broker(app)
+    app.middleware  # noqa: B018 - loads the `middleware` setting: a wrong one exits 78 here
     pidfile_path = logs.expand_path(args.pidfile, opts.name) if args.pidfile else None
     logfile = logs.expand_path(args.logfile, opts.name) if args.logfile else None
     if logfile:
@@ -210,6 +212,7 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
             from qmulti.node.beat import Embedded
 
             embedded = Embedded(app, opts.name)  # a bad schedule: ConfigError, exit 78
+        app.middleware.emit("node_init", app, node)  # worker_init
         try:
             if embedded is not None:
                 embedded.start()
@@ -217,6 +220,7 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         finally:
             if embedded is not None:
                 embedded.stop()
+            app.middleware.emit("node_shutdown", app, node)  # worker_shutdown
     finally:
         if pidfile is not None and not (node is not None and node.restart_requested):
             pidfile.release()

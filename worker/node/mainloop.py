@@ -123,6 +123,7 @@ class Node:
                  len(self.pool.all()), self.opts.pool, queues)
         self.last_status = self._status_text()
         self.next_status = time.monotonic() + STATUS_INTERVAL
+        self.app.middleware.emit("node_ready", self.app, self)  # worker_ready
         self.notifier.ready(self.last_status)
         while self.state == RUNNING or self._waiting_for_children():
             self._wait(self._timeout())
