@@ -14,6 +14,7 @@ this): app.py hands its class over with `set_app_class` when it is imported.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import weakref
 from collections.abc import Callable
@@ -33,6 +34,11 @@ _thread = _State()
 _default: App | None = None
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 _shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+# The request of the task running in this context (node or apply()), so that a task it
+# sends gets it as parent, and `current_task` can name it. A ContextVar, not a global:
+# the threads pool runs one task per thread.
+running_request: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "qmulti.running_request", default=None)
 _app_class: type[App] | None = None
 
 
@@ -169,3 +175,25 @@ class CurrentApp:
 
 
 current_app = CurrentApp()
+
+
+class CurrentTask:
+    """`qmulti.current_task`: the task running in this context, or None-like (falsy)."""
+
+    def _get_current_object(self) -> Task | None:
+        request = running_request.get()
+        if request is None or not request.task:
+            return None
+        return get_current_app().tasks.get(request.task)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._get_current_object(), attr)
+
+    def __bool__(self) -> bool:
+        return self._get_current_object() is not None
+
+    def __repr__(self) -> str:
+        return repr(self._get_current_object())
+
+
+current_task = CurrentTask()

@@ -162,6 +162,10 @@ class Broker(ABC):
     def purge(self, queue: str) -> int:
         """Delete every ready message of a queue; returns how many."""
 
+    def tidy(self) -> None:  # noqa: B027 - optional hook
+        """Housekeeping an idle node does now and then (SQLite: hand the write-ahead log
+        back to the file system). Must be cheap and safe to skip."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the object is not used afterwards."""
 
@@ -174,6 +178,21 @@ class ResultBackend(ABC):
     @abstractmethod
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
         """Store the latest state of a task, expiring `ttl` seconds later (None or <= 0: never)."""
+
+    def set_unless_ready(self, task_id: str, state: str, blob: bytes,
+                         ttl: float | None) -> bool:
+        """Store an interim state (a task's `update_state`) unless a final one is stored
+        already; False when it was not stored. Stores override this to check and write
+        in one step (a REVOKED mark may land between a separate read and write)."""
+        from qmulti.protocol import decode_result
+        from qmulti.states import READY_STATES
+
+        current = self.get(task_id)
+        if current is not None and decode_result(current, frozenset({"json", "pickle"})).get(
+                "status") in READY_STATES:
+            return False
+        self.set(task_id, state, blob, ttl)
+        return True
 
     @abstractmethod
     def get(self, task_id: str) -> bytes | None:

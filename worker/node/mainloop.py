@@ -46,6 +46,7 @@ RUNNING, STOPPING, COLD = "running", "stopping", "cold"
 ENV_REEXEC = "QMULTI_REEXEC"  # set across a HUP re-exec: already detached, adopt the pidfile
 MAX_BACKOFF = 30.0
 RESPAWN_BACKOFF_MAX = 10.0
+TIDY_INTERVAL = 5.0  # an idle node tidies the store (SQLite: truncates the WAL) this often
 STATUS_INTERVAL = 1.0  # at most one STATUS= datagram a second while counts change
 
 
@@ -88,6 +89,7 @@ class Node:
         self.respawn_at: dict[int, float] = {}
         self.respawn_delay: dict[int, float] = {}
         self.next_beat = 0.0
+        self.next_tidy = 0.0  # monotonic time of the next idle store housekeeping
         self.beat_failures = 0
         self.last_status = ""
         self.next_status = 0.0
@@ -417,6 +419,17 @@ class Node:
         if requeued:
             log.warning("Requeued %d task(s) held by nodes whose heartbeat expired", requeued)
         self.next_beat = now + self.opts.heartbeat_interval
+        self._tidy(now)
+
+    def _tidy(self, now: float) -> None:
+        """Store housekeeping, only while no child runs a task: it must never slow work."""
+        if now < self.next_tidy or any(w.running for w in self.pool.all()):
+            return
+        self.next_tidy = now + TIDY_INTERVAL
+        try:
+            self.app.broker.tidy()
+        except Exception as exc:  # housekeeping: the next idle tick tries again
+            log.debug("Store housekeeping failed: %s", exc)
 
     def _status_text(self) -> str:
         workers = self.pool.all()

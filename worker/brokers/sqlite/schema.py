@@ -126,6 +126,10 @@ def _has_file_component(path: str) -> bool:
             return not os.path.isdir(probe)
 
 
+# Bytes the WAL file keeps after a checkpoint has reset it (SQLite truncates it to this).
+WAL_SIZE_LIMIT = 64 * 1024
+
+
 def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN IMMEDIATE ourselves), WAL on, and
     the schema present.
@@ -142,6 +146,9 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         # node needs); only an OS crash may lose the last commits.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA temp_store=MEMORY")
+        # The WAL only grows between the moments no reader holds it; without a limit a
+        # burst leaves it at its peak size for good, on a disk that may be tight.
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -193,6 +200,12 @@ def translate(exc: sqlite3.Error, path: str, busy_timeout: float) -> Exception:
             f"sqlite broker file {path} stayed locked for more than {busy_timeout:g}s "
             f"({text}); another process holds a long transaction"
         )
+    if "disk is full" in low or "disk i/o error" in low:
+        # Transient, like an unreachable server: nodes back off and retry (no crash
+        # loop, nothing acked), and recover by themselves once space is freed.
+        return BrokerConnectionError(
+            f"sqlite broker file {path}: the disk is full ({text}); free space on its "
+            "file system")
     if "unable to open" in low or "readonly" in low or "read-only" in low:
         return ConfigError(
             f"cannot write sqlite broker file {path} ({text}); make the file and its "

@@ -301,6 +301,23 @@ class SqliteStore(Broker, SqliteResults):
             conn.executemany("DELETE FROM nodes WHERE node_id = ?", dead)
             return count
 
+    def tidy(self) -> None:
+        """Checkpoint the WAL into the database file and truncate it to nothing. Under
+        load, readers that always hold a snapshot keep the WAL from being reset, so it
+        grows (megabytes after a burst); an idle node's checkpoint gives the space back.
+        A checkpoint that finds readers does what it can and never waits for them."""
+        conn = self._connection()
+        with self._lock:
+            # No busy handler for this one call: TRUNCATE would otherwise wait up to the
+            # busy timeout for other processes' readers, stalling the node's main loop.
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.OperationalError:
+                pass  # busy or disk full: the next idle tick tries again
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+
     # -- inspection ------------------------------------------------------------------------
     @translated
     def stats(self) -> BrokerStats:
