@@ -39,6 +39,7 @@ from qmulti.node.child import (
 from qmulti.node.execute import store_time_limit
 from qmulti.node.pool import Death, PreforkPool, ThreadPool, Worker
 from qmulti.system.notify import Notifier
+from qmulti.system.wakeup import Wakeup
 
 log = logging.getLogger("qmulti")
 
@@ -96,9 +97,7 @@ class Node:
         self.spec = ConsumerSpec(opts.name, self.node_id, opts.queues, opts.prefetch,
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
                                  opts.concurrency)
-        self.wake_r, self.wake_w = os.pipe()
-        for fd in (self.wake_r, self.wake_w):
-            os.set_blocking(fd, False)
+        self.wakeup = Wakeup()
         if opts.pool == "prefork":
             self.pool: PreforkPool | ThreadPool = PreforkPool(self._child_setup)
         else:
@@ -147,7 +146,7 @@ class Node:
         return min(timeout, 1.0)
 
     def _wait(self, timeout: float) -> None:
-        fds = [self.wake_r] + [w.rfd for w in self.pool.all() if not w.eof]
+        fds = [self.wakeup.fileno()] + [w.rfd for w in self.pool.all() if not w.eof]
         try:
             ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:  # pragma: no cover - PEP 475 retries select
@@ -171,17 +170,10 @@ class Node:
 
     # -- signals -------------------------------------------------------------------------
     def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for sig in handled_signals():
-            if sig != signal.SIGALRM:
-                signal.signal(sig, _wake_only)
+        self.wakeup.install(sig for sig in handled_signals() if sig != signal.SIGALRM)
 
     def _handle_signals(self) -> None:
-        try:
-            data = os.read(self.wake_r, 4096)
-        except BlockingIOError:
-            return
-        for signum in data:
+        for signum in self.wakeup.drain():
             handler = getattr(self, f"_on_{_signame(signum).lower()}", None)
             if handler is not None:
                 handler()
@@ -343,7 +335,7 @@ class Node:
                 continue
             self.respawn_at.pop(index, None)
             self.generation += 1
-            w = self.pool.spawn(index, self.generation, [self.wake_r, self.wake_w])
+            w = self.pool.spawn(index, self.generation, [self.wakeup.rfd, self.wakeup.wfd])
             log.debug("Started pool child %d (%s)", index, w.consumer)
 
     def _child_setup(self, w: Worker, wfd: int) -> ChildSetup:
@@ -476,13 +468,8 @@ class Node:
                       "when its heartbeat expires", exc)
         log.info("%s %s", self.opts.name,
                  "restarting in place" if self.restart_requested else "stopped")
-        signal.set_wakeup_fd(-1)
-        for fd in (self.wake_r, self.wake_w):
-            os.close(fd)
+        self.wakeup.close(restore_handlers=False)  # a late TERM must not kill us mid-exit
 
-
-def _wake_only(signum: int, frame: Any) -> None:
-    """The C-level handler already wrote `signum` to the wake-up fd; nothing else here."""
 
 
 def _signame(signum: int) -> str:

@@ -1,0 +1,39 @@
+"""qmulti.system.wakeup with real signals sent to this process."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+
+from qmulti.system.wakeup import Wakeup
+
+
+def test_signals_arrive_in_order_and_close_restores() -> None:
+    before = signal.getsignal(signal.SIGUSR1)
+    wakeup = Wakeup()
+    wakeup.install([signal.SIGUSR1, signal.SIGUSR2])
+    try:
+        assert wakeup.drain() == []
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        ready, _, _ = select.select([wakeup.fileno()], [], [], 10)
+        assert ready == [wakeup.fileno()]
+        assert wakeup.drain() == [signal.SIGUSR1, signal.SIGUSR2]
+        assert wakeup.drain() == []
+    finally:
+        wakeup.close()
+    assert signal.getsignal(signal.SIGUSR1) is before
+    assert signal.set_wakeup_fd(-1) == -1  # the previous wake-up fd (none) is back
+
+
+def test_close_can_keep_the_quiet_handlers() -> None:
+    before = signal.getsignal(signal.SIGUSR1)
+    wakeup = Wakeup()
+    wakeup.install([signal.SIGUSR1])
+    wakeup.close(restore_handlers=False)
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)  # ignored, not fatal
+        assert signal.getsignal(signal.SIGUSR1) is not before
+    finally:
+        signal.signal(signal.SIGUSR1, before)
