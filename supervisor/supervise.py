@@ -41,10 +41,10 @@ from qmulti.supervisor.supervised import (
     describe_exit,
     group_alive,
     node_argv,
-    node_env,
 )
 from qmulti.system import exitcodes as node_exit
 from qmulti.system.backoff import Backoff
+from qmulti.system.environ import node_environ
 from qmulti.system.notify import Notifier
 from qmulti.system.wakeup import Wakeup
 
@@ -67,7 +67,7 @@ class Supervisor:
         self.tmpdir = tempfile.mkdtemp(prefix="qmulti-supervise-")
         self.notify_path = os.path.join(self.tmpdir, "notify.sock")
         self.nodes = [Supervised(n, node_argv(n, cwd), os.path.join(cwd, n.pidfile),
-                                 node_env(n, self.notify_path)) for n in nodes]
+                                 node_environ(n.env, self.notify_path)) for n in nodes]
         self.by_pid: dict[int, Supervised] = {}
         self.stopping = False
         self.cold = False  # QUIT instead of TERM: a cold stop was asked for

@@ -1,4 +1,4 @@
-"""qmulti.system.wakeup with real signals sent to this process."""
+"""qmulti.system: the wake-up pipe with real signals sent to this process, the node environment."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import select
 import signal
 
+from qmulti.system.environ import node_environ
 from qmulti.system.wakeup import Wakeup
 
 
@@ -37,3 +38,14 @@ def test_close_can_keep_the_quiet_handlers() -> None:
         assert signal.getsignal(signal.SIGUSR1) is not before
     finally:
         signal.signal(signal.SIGUSR1, before)
+
+
+def test_the_node_environment() -> None:
+    base = {"PATH": "/bin", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "2", "LISTEN_FDS": "1",
+            "LISTEN_PID": "2", "NOTIFY_SOCKET": "/run/systemd/notify",
+            "QMULTI_BROKER_URL": "redis://old"}
+    env = node_environ([("QMULTI_BROKER_URL", "redis://:pw@h/0")], "/tmp/x/notify.sock", base)
+    assert env == {"PATH": "/bin", "QMULTI_BROKER_URL": "redis://:pw@h/0",
+                   "NOTIFY_SOCKET": "/tmp/x/notify.sock"}
+    assert base["WATCHDOG_USEC"] == "1"  # a copy: ours is untouched
+    assert node_environ((), "s")["PATH"] == os.environ["PATH"]
