@@ -110,7 +110,11 @@ def _share(fun: Callable[..., Any], options: dict[str, Any]) -> SharedTask:
         apps = list(_apps)
     name = None
     for app in apps:
-        name = app._register(fun, **options).name
+        try:
+            name = app._register(fun, **options).name
+        except Exception:  # noqa: BLE001 - that app's own settings are wrong (a bad
+            # annotation): it raises when it uses the task, never in another app's import
+            continue
     return SharedTask(fun, options, name)
 
 
