@@ -6,6 +6,7 @@ import os
 import select
 import signal
 
+from qmulti.system.backoff import Backoff
 from qmulti.system.environ import node_environ
 from qmulti.system.wakeup import Wakeup
 
@@ -49,3 +50,13 @@ def test_the_node_environment() -> None:
                    "NOTIFY_SOCKET": "/tmp/x/notify.sock"}
     assert base["WATCHDOG_USEC"] == "1"  # a copy: ours is untouched
     assert node_environ((), "s")["PATH"] == os.environ["PATH"]
+
+
+def test_backoff_doubles_to_its_cap_and_resets() -> None:
+    backoff = Backoff(first=0.1, cap=0.5)
+    assert [backoff.next_delay(0.0) for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+    backoff.reset()
+    assert backoff.next_delay(0.0) == 0.1
+    restarts = Backoff()  # supervise's: a long good run starts again from the first delay
+    assert [restarts.next_delay(1.0) for _ in range(3)] == [1.0, 2.0, 4.0]
+    assert restarts.next_delay(60.0) == 1.0

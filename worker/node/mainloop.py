@@ -38,6 +38,7 @@ from qmulti.node.child import (
 )
 from qmulti.node.execute import store_time_limit
 from qmulti.node.pool import Death, PreforkPool, ThreadPool, Worker
+from qmulti.system.backoff import Backoff
 from qmulti.system.notify import Notifier
 from qmulti.system.wakeup import Wakeup
 
@@ -353,7 +354,7 @@ class Node:
     def _connect(self) -> bool:
         """Heartbeat once before forking: the node is ready only when the broker answers.
         ConfigError (bad URL, unwritable path) propagates: exit 78."""
-        delay = 0.5
+        backoff = Backoff(first=0.5, cap=MAX_BACKOFF)
         failures = 0
         while True:
             try:
@@ -372,7 +373,7 @@ class Node:
                 else:
                     log.debug("Broker still unreachable (try %d): %s", failures, exc)
                 self.notifier.status(f"waiting for the broker: {exc}")
-            deadline = time.monotonic() + delay
+            deadline = time.monotonic() + backoff.next_delay(0.0)
             while time.monotonic() < deadline and self.state == RUNNING:
                 self.notifier.watchdog()  # waiting for the broker is not hanging
                 due = self.notifier.watchdog_due_in()
@@ -381,7 +382,6 @@ class Node:
                 self._handle_signals()
             if self.state != RUNNING:
                 return False
-            delay = min(delay * 2, MAX_BACKOFF)
 
     def _tick(self) -> None:
         self.notifier.watchdog()
