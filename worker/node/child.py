@@ -270,7 +270,6 @@ class ChildSetup:
     reopen_log: bool
     time_limit: float | None
     soft_time_limit: float | None
-    after_fork: Callable[[], None] | None = None
 
 
 def child_main(setup: ChildSetup) -> int:
