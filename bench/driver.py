@@ -43,6 +43,24 @@ def rtt(task_name: str, count: int, warmup: int) -> dict[str, Any]:
     return {"latencies": latencies}
 
 
+def canvas(kind: str, count: int) -> dict[str, Any]:
+    """One canvas call, send to last result: the same code on both sides (the task
+    module imports `group` from its own library)."""
+    tasks = importlib.import_module("tasks")
+    tasks.add.delay(1, 1).get(timeout=30)  # connected and warm before the clock starts
+    start = time.perf_counter()
+    if kind == "group":
+        values = tasks.group(tasks.add.s(i, i) for i in range(count)).apply_async().get(
+            timeout=600)
+    else:  # "starmap": one message, the node loops
+        values = tasks.add.starmap([(i, i) for i in range(count)]).apply_async().get(
+            timeout=600)
+    seconds = time.perf_counter() - start
+    if values != [2 * i for i in range(count)]:
+        raise SystemExit(f"{kind}: wrong results")
+    return {"seconds": seconds, "count": count}
+
+
 def ping(names: list[str], timeout: float) -> None:
     """Celery's readiness: `control.ping` until every node has answered once.
 
@@ -76,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("task")
     p.add_argument("count", type=int)
     p.add_argument("--warmup", type=int, default=10)
+    p = sub.add_parser("canvas")
+    p.add_argument("kind", choices=("group", "starmap"))
+    p.add_argument("count", type=int)
     p = sub.add_parser("ping")
     p.add_argument("names", nargs="+")
     p.add_argument("--timeout", type=float, default=60.0)
@@ -84,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         out = enqueue(args.task, args.count)
     elif args.cmd == "rtt":
         out = rtt(args.task, args.count, args.warmup)
+    elif args.cmd == "canvas":
+        out = canvas(args.kind, args.count)
     else:
         ping(args.names, args.timeout)
         return 0

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from bench import multi_section, procs, redis_section, report, sqlite_section
+from bench import canvas_section, multi_section, procs, redis_section, report, sqlite_section
 from bench.outcome import Outcome, Sizes
 from bench.redis_proc import RedisProc
 
-SECTIONS = ("sqlite", "multi", "redis")  # redis last: its ratio line ends the output
+SECTIONS = ("sqlite", "multi", "canvas", "redis")  # redis last: its ratio line ends the output
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -82,11 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "sqlite" in wanted:
             print(sqlite_section.render(sqlite_section.run(root, run_id, sizes)), flush=True)
-        if "multi" in wanted or "redis" in wanted:
+        if {"multi", "canvas", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
             celery_m, ours_m = multi_section.run(root, run_id, server, sizes)
             print(multi_section.render(celery_m, ours_m, sizes.rounds), flush=True)
+        if "canvas" in wanted and server is not None:
+            celery_c, ours_c = canvas_section.run(root, run_id, server, sizes)
+            print(canvas_section.render(celery_c, ours_c), flush=True)
         if "redis" in wanted and server is not None:
             celery, ours = redis_section.run(root, run_id, server, sizes)
             print(f"Redis broker and backend, -c {sizes.concurrency} "

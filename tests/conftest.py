@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import postgres_db
 from redis_server import RedisServer
 
 
@@ -16,6 +17,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server (see tests/redis_server.py), killed after the test."""
     with RedisServer(tmp_path) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this session's own on the machine's PostgreSQL (tests/postgres_db.py);
+    skips the test with the reason when no server answers."""
+    why = postgres_db.unavailable()
+    if why:
+        pytest.skip(why)
+    with postgres_db.temporary_database() as url:
+        yield url
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from qmulti.app import App, Celery, current_app, shared_task
+    from qmulti.appstate import current_task
     from qmulti.canvas import (
         Signature,
         chunks,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from qmulti.config import Config, Settings
     from qmulti.exceptions import (
         ConfigError,
+        Ignore,
         ImproperlyConfigured,
         MaxRetriesExceededError,
         NotRegistered,
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
         TimeLimitExceeded,
         TimeoutError,
     )
-    from qmulti.result import AsyncResult
+    from qmulti.protocol import new_id as uuid
+    from qmulti.result import AsyncResult, EagerResult
     from qmulti.result_set import GroupResult, ResultSet
     from qmulti.task import ExceptionInfo, Request, Task
 
@@ -46,33 +49,36 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "App": "qmulti.app", "Celery": "qmulti.app", "current_app": "qmulti.app",
     "shared_task": "qmulti.app", "Config": "qmulti.config", "Settings": "qmulti.config",
-    "AsyncResult": "qmulti.result", "ExceptionInfo": "qmulti.task", "Request": "qmulti.task",
+    "current_task": "qmulti.appstate", "uuid": "qmulti.protocol",
+    "AsyncResult": "qmulti.result", "EagerResult": "qmulti.result",
+    "ExceptionInfo": "qmulti.task", "Request": "qmulti.task",
     "Task": "qmulti.task", "GroupResult": "qmulti.result_set", "ResultSet": "qmulti.result_set",
     **{name: "qmulti.canvas" for name in (
         "Signature", "chunks", "group", "maybe_signature", "signature", "subtask", "xmap",
         "xstarmap")},
     **{name: "qmulti.exceptions" for name in (
-        "ConfigError", "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered",
+        "ConfigError", "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered",
         "QmultiError", "Reject", "Retry", "SerializationError", "SoftTimeLimitExceeded",
         "TaskRevokedError", "TimeLimitExceeded", "TimeoutError")},
 }
-_SUBMODULES = {"canvas", "exceptions", "states", "signals", "result", "middleware"}
+_SUBMODULES = {"canvas", "exceptions", "states", "signals", "result", "middleware", "utils"}
 
 __all__ = [
-    "App", "AsyncResult", "Celery", "Config", "ConfigError", "ExceptionInfo", "GroupResult",
-    "ImproperlyConfigured", "ResultSet", "Signature", "chunks", "group", "maybe_signature",
-    "signature", "subtask", "xmap", "xstarmap", "MaxRetriesExceededError", "NotRegistered",
-    "QmultiError",
+    "App", "AsyncResult", "Celery", "Config", "ConfigError", "EagerResult", "ExceptionInfo",
+    "GroupResult", "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError",
+    "NotRegistered", "QmultiError", "ResultSet", "Signature", "chunks", "group",
+    "maybe_signature", "signature", "subtask", "xmap", "xstarmap",
     "Reject", "Request", "Retry", "SerializationError", "Settings", "SoftTimeLimitExceeded",
     "Task", "TaskRevokedError", "TimeLimitExceeded", "TimeoutError", "current_app",
-    "shared_task",
+    "current_task", "shared_task", "uuid",
 ]
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is not None:
-        value = getattr(importlib.import_module(module), name)
+        # `uuid` is Celery's name for a new task id
+        value = getattr(importlib.import_module(module), "new_id" if name == "uuid" else name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f"qmulti.{name}")
     else:

@@ -25,11 +25,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from qmulti import appstate
+from qmulti.appconn import Connections
 from qmulti.config import Config, Settings
 from qmulti.exceptions import ConfigError, ContentDisallowed, NotRegistered
 from qmulti.protocol import encode_message, new_id, normalize_content_type
 from qmulti.result import AsyncResult, ResultCache
 from qmulti.routing import Router, annotations_for, parse_rate
+from qmulti.settings import annotation_list
 from qmulti.task import Task
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ _IGNORED_OPTIONS = frozenset({"routing_key", "exchange", "priority", "headers", 
 _PER_CALL_LIMITS = ("time_limit", "soft_time_limit")
 
 
-class App:
+class App(Connections):
     """`App(main=None, broker=None, backend=None, include=None, **settings)`.
 
     `broker`/`backend`/`include` and `**settings` (new-style names) are explicit settings:
@@ -69,6 +71,8 @@ class App:
         self._inherited: list[object] = []
         self._router: tuple[Any, Router] | None = None
         self._result_cache: ResultCache | None = None
+        self._discovery: list[tuple[Any, str | None]] = []  # autodiscover_tasks, for later
+        self.fixups: list[Any] = []  # framework fix-ups of this process (qmulti.fixups)
         self.conf = Config(on_change=self._settings_changed)
         explicit = dict(settings)
         if broker is not None:
@@ -112,7 +116,7 @@ class App:
         route_rate = self.router.static_route(task.name).get("rate_limit")
         if route_rate is not None:
             attrs["rate_limit"] = route_rate
-        attrs.update(annotations_for(task.name, self.conf.task_annotations))
+        attrs.update(annotations_for(task.name, annotation_list(self.conf.task_annotations)))
         if "rate_limit" in attrs:
             parse_rate(attrs["rate_limit"])  # a typo is a ConfigError now, not later
         task.annotate(attrs)
@@ -171,25 +175,36 @@ class App:
                   countdown: float | None = None, eta: datetime | float | None = None,
                   expires: datetime | float | None = None, queue: str | None = None,
                   task_id: str | None = None, serializer: str | None = None,
-                  retries: int = 0, check: bool = True, task: Task | None = None,
+                  retries: int = 0, check: bool = False, task: Task | None = None,
+                  root_id: str | None = None, parent_id: str | None = None,
                   **options: Any) -> AsyncResult:
         """Publish a task message; every check happens here, before anything is sent.
 
+        `name` need not be a task this process knows: decoupled producers send by name,
+        and a node that does not know it either stores a FAILURE and dead-letters it
+        (`check=True` refuses an unknown name here instead).
         `countdown` seconds or `eta` (datetime, or unix time) delays it in the broker;
         `expires` (seconds from now, or a datetime) makes a late message REVOKED, not run.
         `queue`: explicit, else `task_routes`, else the task's `queue`, else
         `task_default_queue`. `time_limit`/`soft_time_limit` travel in the envelope's
-        options for the node. Unknown `name` raises NotRegistered unless `check=False`."""
+        options for the node. Sent from a running task, the message names it as parent.
+        Only `task.apply_async` (which passes `task`) honours `task_always_eager`, as in
+        Celery."""
+        from_task = task is not None
         if task is None:
             task = self.tasks.get(name)
             if task is None and check:
                 raise NotRegistered(
                     f"unknown task {name!r}; is the module that defines it imported? "
-                    "(add it to imports/include, or pass check=False to send by name only)")
+                    "(add it to imports/include)")
         args = _as_args(args, name)
         kwargs = _as_kwargs(kwargs, name)
         env_options = self._envelope_options(options) if options else {}
         plan = None if task is None else self._plan(task)
+        if from_task and plan is not None and plan[5]:  # task_always_eager
+            self._envelope_options(options)
+            assert task is not None
+            return task.apply(args, kwargs, task_id=task_id, retries=retries, **options)
         if serializer is None and plan is not None and plan[3] is not None:
             ct = plan[3]
         else:
@@ -205,13 +220,19 @@ class App:
             # An id made here has never been published: it can be this first publish's
             # message id too (a retry republishes under a new one), saving one uuid.
             task_id = mid = new_id()
+        parent = appstate.running_request.get()
+        if parent is not None and parent_id is None:
+            parent_id = parent.id
+            root_id = root_id or parent.root_id or parent.id
         body = encode_message(mid, task_id, name, args, kwargs, queue, when, expires_at,
-                              retries, ct, env_options)  # SerializationError: nothing sent
+                              retries, ct, env_options, root_id,
+                              parent_id)  # SerializationError: nothing sent
         self.broker.publish(queue, mid, body, when)
         return AsyncResult(task_id, app=self, task_name=name)
 
     def _plan(self, task: Task) -> tuple[Any, ...]:
-        """`(generation, task.queue, task.serializer, content type, queue)` for `task`,
+        """`(generation, task.queue, task.serializer, content type, queue, always eager)`
+        for `task`,
         resolved again only when the settings or those two attributes have changed.
 
         A part that fails to resolve (or whose queue a router function must decide) is
@@ -237,7 +258,8 @@ class App:
                 queue = str(route.get("queue") or own_queue or self.conf.task_default_queue)
         except Exception:
             queue = None
-        plan = (generation, own_queue, own_serializer, ct, queue)
+        plan = (generation, own_queue, own_serializer, ct, queue,
+                bool(self.conf.task_always_eager))
         task._publish_plan = plan
         return plan
 
@@ -295,112 +317,33 @@ class App:
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, app=self, task_name=task_name)
 
-    # -- connections -----------------------------------------------------------------------
-    def _connections(self) -> tuple[Broker, ResultBackend]:
-        fast = self._fast
-        if (fast is not None and fast[0] == os.getpid() and fast[1] is self.conf.generation
-                and fast[2] == self.conf.env_overrides()):
-            return fast[3]
-        return self._connect()
-
-    def _connect(self) -> tuple[Broker, ResultBackend]:
-        """The slow path: (re)connect if this process or the settings changed."""
-        conf = self.conf
-        pid = os.getpid()
-        if self._lock_pid != pid:
-            self._new_lock(pid)
-        generation, env = conf.generation, conf.env_overrides()  # before what they cover
-        key = (pid, conf.broker_url, conf.result_backend, conf.broker_max_deliveries,
-               conf.broker_pool_limit, conf.broker_connection_timeout,
-               repr(conf.broker_transport_options))
-        with self._lock:
-            if self._conn_key != key:
-                self._fast = None
-                if self._conn_key is not None and self._conn_key[0] == key[0]:
-                    self._close()  # settings changed in this process: the old ones are ours
-                else:
-                    self._forget_inherited()
-                from qmulti.brokers import connect  # first use only: no broker at import
-
-                broker, backend = connect(conf)
-                self._broker, self._backend, self._conn_key = broker, backend, key
-            assert self._broker is not None and self._backend is not None
-            pair = (self._broker, self._backend)
-            self._fast = (pid, generation, env, pair)
-            return pair
-
-    @property
-    def broker(self) -> Broker:
-        """This process's broker connection, made on first use (again after a fork)."""
-        return self._connections()[0]
-
-    @property
-    def backend(self) -> ResultBackend:
-        """This process's result backend: the broker's own store unless configured."""
-        return self._connections()[1]
-
-    def reset_after_fork(self) -> None:
-        """Forget the parent's connections without closing them (closing would shut the
-        parent's sockets); the next use connects afresh. Pool children call this first."""
-        if self._lock_pid != os.getpid():
-            self._new_lock(os.getpid())
-        with self._lock:
-            if self._conn_key is not None and self._conn_key[0] != os.getpid():
-                self._forget_inherited()
-            self._fast = None
-            self._broker = self._backend = None
-            self._conn_key = None
-            self._result_cache = None
-
-    def _new_lock(self, pid: int) -> None:
-        """A lock inherited through fork may be held by a parent thread that does not
-        exist here; the child (single-threaded at that point) starts with a fresh one."""
-        self._lock = threading.RLock()
-        self._lock_pid = pid
-        self._fast = None
-        self._result_cache = None
-
-    def _forget_inherited(self) -> None:
-        self._fast = None
-        self._inherited.extend(c for c in (self._broker, self._backend) if c is not None)
-        self._broker = self._backend = None
-
-    def close(self) -> None:
-        """Close this process's connections; they are reopened if the app is used again."""
-        with self._lock:
-            if self._conn_key is not None and self._conn_key[0] == os.getpid():
-                self._close()
-            else:
-                self._forget_inherited()
-            self._fast = None
-            self._broker = self._backend = None
-            self._conn_key = None
-
-    def _close(self) -> None:
-        broker, backend = self._broker, self._backend
-        if backend is not None and backend is not broker:
-            backend.close()
-        if broker is not None:
-            broker.close()
-
     # -- the node --------------------------------------------------------------------------
     def import_default_modules(self) -> list[str]:
-        """Import `imports` and `include` (the node calls this at start), so their tasks
-        are registered. A listed module that does not exist is a ConfigError (exit 78)."""
+        """Import `imports` and `include`, then run the `autodiscover_tasks` requests (the
+        node calls this at start), so their tasks are registered. Framework fix-ups come
+        first (Django: `django.setup()`, so models import). A listed module that does not
+        exist is a ConfigError (exit 78)."""
+        from qmulti import fixups, imports
         from qmulti.canvas import register_builtins
 
         register_builtins(self)  # the tasks map/starmap/chunks messages name
-        names = list(dict.fromkeys([*self.conf.imports, *self.conf.include]))
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-                    raise ConfigError(
-                        f"cannot import {name!r} listed in imports/include: no module named "
-                        f"{exc.name!r} (is the current directory the project root?)") from None
-                raise
-        return names
+        self.fixups = fixups.active()
+        for fixup in self.fixups:
+            fixup.on_import_modules()
+        names = imports.import_listed([*self.conf.imports, *self.conf.include])
+        return names + imports.pending_discovery(self._discovery)
+
+    def autodiscover_tasks(self, packages: Any = None, related_name: str | None = "tasks",
+                           force: bool = False) -> list[str] | None:
+        """Import `<package>.tasks` for each package (a list, or a callable returning
+        one; none given: Django's installed apps) when the node starts, or now with
+        `force=True` (returning the modules imported)."""
+        from qmulti import imports
+
+        if force:
+            return imports.discover(packages, related_name)
+        self._discovery.append((packages, related_name))
+        return None
 
     def start(self, argv: list[str] | None = None) -> Any:
         """Run the `qworker` command line for this app (`app.start()` in a celery.py).
@@ -432,6 +375,7 @@ class App:
 
 
 Celery = App  # `from qmulti import Celery` in code written for Celery: the same class
+appstate.set_app_class(App)
 current_app = appstate.current_app
 shared_task = appstate.shared_task
 

@@ -7,10 +7,14 @@ Celery, the last App made is current unless it was made with `set_as_current=Fal
 or another was chosen with `app.set_current()`; `app.set_default()` names the app a
 thread falls back to. With no app at all, a default one is made on first use, with
 the default settings (the embedded SQLite broker).
+
+This module never imports `qmulti.app` (that would be an import cycle: app imports
+this): app.py hands its class over with `set_app_class` when it is imported.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import weakref
 from collections.abc import Callable
@@ -30,6 +34,18 @@ _thread = _State()
 _default: App | None = None
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 _shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+# The request of the task running in this context (node or apply()), so that a task it
+# sends gets it as parent, and `current_task` can name it. A ContextVar, not a global:
+# the threads pool runs one task per thread.
+running_request: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "qmulti.running_request", default=None)
+_app_class: type[App] | None = None
+
+
+def set_app_class(cls: type[App]) -> None:
+    """Called once by qmulti.app at import: the class a default app is made from."""
+    global _app_class
+    _app_class = cls
 
 
 def app_created(app: App, set_as_current: bool) -> None:
@@ -60,10 +76,18 @@ def get_current_app() -> App:
         return app
     with _lock:
         if _default is None:
-            from qmulti.app import App
-
-            _default = App("default", set_as_current=False)
+            _default = _default_app_class()("default", set_as_current=False)
         return _default
+
+
+def _default_app_class() -> type[App]:
+    if _app_class is None:
+        # nothing has imported qmulti.app yet (e.g. only `from qmulti import AsyncResult`):
+        # the package's lazy export loads it by name, and its import registers the class
+        import qmulti
+
+        return qmulti.App
+    return _app_class
 
 
 def shared_task(*args: Any, **options: Any) -> Any:
@@ -151,3 +175,25 @@ class CurrentApp:
 
 
 current_app = CurrentApp()
+
+
+class CurrentTask:
+    """`qmulti.current_task`: the task running in this context, or None-like (falsy)."""
+
+    def _get_current_object(self) -> Task | None:
+        request = running_request.get()
+        if request is None or not request.task:
+            return None
+        return get_current_app().tasks.get(request.task)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._get_current_object(), attr)
+
+    def __bool__(self) -> bool:
+        return self._get_current_object() is not None
+
+    def __repr__(self) -> str:
+        return repr(self._get_current_object())
+
+
+current_task = CurrentTask()

@@ -24,10 +24,12 @@ import difflib
 import importlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from qmulti.celery_names import is_celery_name
 from qmulti.exceptions import ConfigError, ImproperlyConfigured
 from qmulti.settings import (
     BY_NAME,
@@ -43,6 +45,42 @@ from qmulti.urls import mask_url
 logger = logging.getLogger("qmulti.config")
 
 _URL_SETTINGS = frozenset({"broker_url", "result_backend"})
+
+# Settings in the table whose value asks for what qmulti never does: named in the
+# warning rather than silently ignored. name -> (does this value ask for it?, why not)
+INERT: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task_acks_late": (lambda v: not v, "qmulti always acks after the result is stored"),
+    "task_track_started": (lambda v: not v, "STARTED is always stored"),
+}
+
+
+class _Unsupported:
+    """The Celery settings this process was given that have no effect here, named in one
+    WARNING line (per process, not per app or per `conf.update`) when the first app
+    connects or a node freezes its settings; a name given later gets a line of its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, str] = {}
+        self._told: set[str] = set()
+
+    def add(self, key: str, why: str) -> None:
+        with self._lock:
+            if key not in self._told:
+                self._pending.setdefault(key, why)
+
+    def report(self) -> None:
+        if not self._pending:
+            return
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._told.update(pending)
+        if pending:
+            names = ", ".join(f"{k} ({why})" if why else k for k, why in sorted(pending.items()))
+            logger.warning("Celery settings without effect in qmulti, ignored: %s", names)
+
+
+UNSUPPORTED = _Unsupported()
 
 
 def _shown(setting: Setting, value: Any) -> str:
@@ -176,6 +214,7 @@ class Config(_Lookup):
 
     def freeze(self) -> Settings:
         """The snapshot the node reads: immutable, every setting present."""
+        UNSUPPORTED.report()
         return Settings({s.name: self._value(s.name) for s in TABLE}, self._extra)
 
     def changed(self) -> dict[str, Any]:
@@ -223,7 +262,7 @@ class Config(_Lookup):
                 if not key.upper().startswith(prefix.upper()):
                     continue
                 key = key[len(prefix):]
-            if key.isupper() or lookup(key) is not None:
+            if key.isupper() or lookup(key) is not None or is_celery_name(key):
                 pairs.append((key, value))
         values, extra = self._parse(pairs, what)
         object.__setattr__(self, "_source", values)
@@ -246,6 +285,9 @@ class Config(_Lookup):
                 extra[key] = raw
                 continue
             value = coerce(setting, raw, key)
+            inert = INERT.get(setting.name)
+            if inert is not None and inert[0](value):
+                UNSUPPORTED.add(key, inert[1])
             if setting.name in values and values[setting.name] != value:
                 first = spelled[setting.name]
                 raise ConfigError(
@@ -258,12 +300,18 @@ class Config(_Lookup):
         return values, extra
 
     def _warn_unknown(self, key: str, what: str) -> None:
+        """A Celery setting qmulti lacks (or a near miss of one it has) is named in the
+        process's one warning (`report_unsupported`); any other name, quietly."""
         if key in self._warned:
             return
         self._warned.add(key)
-        close = difflib.get_close_matches(key, list(BY_SPELLING), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        logger.warning("unknown setting %s in %s is ignored%s", key, what, hint)
+        celery = is_celery_name(key)
+        close = [] if key.isupper() and not celery else difflib.get_close_matches(
+            key, list(BY_SPELLING), n=1, cutoff=0.8)
+        if celery or close:
+            UNSUPPORTED.add(key, f"did you mean {close[0]}?" if close else "")
+        else:
+            logger.debug("%s in %s is not a setting; ignored", key, what)
 
     def _notify(self) -> None:
         object.__setattr__(self, "_generation", object())

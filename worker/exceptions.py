@@ -6,6 +6,8 @@ everything below them raises, never prints or exits.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class QmultiError(Exception):
     """Base of every error this project raises on purpose."""
@@ -75,13 +77,25 @@ class SoftTimeLimitExceeded(QmultiError):
 
 
 class Retry(QmultiError):
-    """Raised by `Task.retry()` to tell the node to schedule another try."""
+    """Raised by `Task.retry()` to tell the node to schedule another try.
 
-    def __init__(self, message: str = "", exc: BaseException | None = None,
-                 when: float | None = None) -> None:
-        super().__init__(message)
+    `when` is the unix time of the next try once `Task.retry` has made it. A task that
+    raises `Retry(exc=e, when=...)` itself may give, as in Celery, a countdown in
+    seconds or a datetime; the node turns that into a `Task.retry` call, so that
+    `max_retries` still holds."""
+
+    def __init__(self, message: str | None = "", exc: BaseException | None = None,
+                 when: Any = None, **_celery_only: Any) -> None:
+        super().__init__(message or "")
         self.exc = exc
         self.when = when
+        self.scheduled = False  # True once Task.retry has turned `when` into unix time
+        self.countdown: float | None = None  # the delay Task.retry chose, for the log
+
+
+class Ignore(QmultiError):
+    """Raised by a task so the node stores no outcome and just acks the message (the
+    task may have stored a state of its own with `update_state`)."""
 
 
 class Reject(QmultiError):

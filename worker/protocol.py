@@ -78,6 +78,8 @@ class Envelope:
     mid: str = field(default_factory=new_id)  # unique per publish; the broker's key
     ct: str = "json"
     options: Mapping[str, Any] = field(default_factory=dict)  # time limits etc.
+    root_id: str | None = None  # absent: this task is its own root
+    parent_id: str | None = None  # the task that sent this one
 
 
 # One encoder for every message: `json.dumps` with options builds a new one per call.
@@ -88,13 +90,15 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 def encode_envelope(env: Envelope) -> bytes:
     """Encode for the broker; a non-JSON argument is a SerializationError at delay() time."""
     return encode_message(env.mid, env.id, env.task, list(env.args), dict(env.kwargs),
-                          env.queue, env.eta, env.expires, env.retries, env.ct, env.options)
+                          env.queue, env.eta, env.expires, env.retries, env.ct, env.options,
+                          env.root_id, env.parent_id)
 
 
 def encode_message(mid: str, task_id: str, task: str, args: Sequence[Any],
                    kwargs: Mapping[str, Any], queue: str, eta: float | None,
                    expires: float | None, retries: int, ct: str,
-                   options: Mapping[str, Any] | None) -> bytes:
+                   options: Mapping[str, Any] | None, root_id: str | None = None,
+                   parent_id: str | None = None) -> bytes:
     """`encode_envelope` without building an `Envelope` first: the producer's hot path.
 
     Same bytes for the same fields; `args` may be a list or a tuple (both are a JSON
@@ -112,6 +116,9 @@ def encode_message(mid: str, task_id: str, task: str, args: Sequence[Any],
     }
     if options:
         doc["options"] = dict(options)
+    if parent_id is not None:  # sent by a running task: the tree it belongs to
+        doc["root_id"] = root_id
+        doc["parent_id"] = parent_id
     try:
         return _ENCODER.encode(doc).encode()
     except (TypeError, ValueError) as exc:
@@ -152,6 +159,7 @@ def decode_envelope(body: bytes, accept: frozenset[str]) -> Envelope:
             queue=str(doc.get("queue") or "celery"), eta=_opt_float(doc.get("eta")),
             expires=_opt_float(doc.get("expires")), retries=int(doc.get("retries") or 0),
             mid=str(doc.get("mid") or task_id), ct=ct, options=doc.get("options") or {},
+            root_id=_opt_str(doc.get("root_id")), parent_id=_opt_str(doc.get("parent_id")),
         )
     except Exception as exc:  # pickle can raise anything; all of it means "malformed"
         raise MalformedMessage(f"cannot decode message {task_id}: {exc!r}") from None
@@ -170,14 +178,23 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 # ---- results -------------------------------------------------------------------------
 
 def encode_result(task_id: str, status: str, result: Any = None, traceback: str | None = None,
-                  retries: int = 0, node: str | None = None, ct: str = "json") -> bytes:
+                  retries: int = 0, node: str | None = None, ct: str = "json",
+                  extended: Mapping[str, Any] | None = None) -> bytes:
     """One result document. Values that JSON cannot hold are stored as their repr, with a
-    note, rather than losing the outcome of a task that already ran."""
+    note, rather than losing the outcome of a task that already ran. `extended` (name,
+    args, kwargs, worker, queue: `result_extended`) is stored alongside."""
     doc = {"task_id": task_id, "status": status, "result": result, "traceback": traceback,
            "date_done": time.time(), "retries": retries, "node": node}
+    if extended:
+        # repr for what JSON cannot hold (pickled arguments): the extras are for people
+        doc.update(json.loads(json.dumps(dict(extended), default=repr)))
     if ct == "pickle":
         doc["result"] = base64.b64encode(pickle.dumps(result)).decode()
         doc["ct"] = "pickle"

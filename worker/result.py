@@ -145,6 +145,34 @@ class AsyncResult:
         doc = self._doc()
         return int(doc.get("retries") or 0) if doc else 0
 
+    # -- result_extended: stored with the result when that setting is on -------------------
+    def _extended(self, key: str) -> Any:
+        doc = self._doc()
+        return None if not doc else doc.get(key)
+
+    @property
+    def name(self) -> str | None:
+        """The task's name (stored with `result_extended`; else the name this handle was
+        made with, if any)."""
+        return self._extended("name") or self.task_name
+
+    @property
+    def args(self) -> list[Any] | None:
+        return self._extended("args")
+
+    @property
+    def kwargs(self) -> dict[str, Any] | None:
+        return self._extended("kwargs")
+
+    @property
+    def worker(self) -> str | None:
+        """The node that ran it (w1@host)."""
+        return self._extended("worker")
+
+    @property
+    def queue(self) -> str | None:
+        return self._extended("queue")
+
     def _value(self, doc: Mapping[str, Any]) -> Any:
         status = doc.get("status")
         value = doc.get("result")
@@ -220,3 +248,56 @@ class AsyncResult:
 
     def __str__(self) -> str:
         return self.id
+
+
+class EagerResult(AsyncResult):
+    """The outcome of `task.apply()` (or of `delay()` under `task_always_eager`): already
+    known, so nothing here reads or writes a backend."""
+
+    def __init__(self, id: str, ret_value: Any, state: str, traceback: str | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(id, task_name=name)
+        self._value_ = ret_value
+        self._state = state
+        self._traceback = traceback
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return self._value_
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._traceback
+
+    @property
+    def name(self) -> str | None:
+        return self.task_name
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            **_ignored: Any) -> Any:
+        if propagate and self._state in states.PROPAGATE_STATES and \
+                isinstance(self._value_, BaseException):
+            raise self._value_
+        return self._value_
+
+    wait = get
+
+    def forget(self) -> None:
+        pass
+
+    def revoke(self, *args: Any, **kwargs: Any) -> None:
+        self._state = states.REVOKED
+
+    def __repr__(self) -> str:
+        return f"<EagerResult: {self.id}>"

@@ -43,6 +43,11 @@ class Setting:
             names.append(self.old)
         if self.name.upper() not in names:
             names.append(self.name.upper())
+        # Flask projects keep Celery's settings in their own config as CELERY_<NAME>
+        # (the Django namespace's spelling) and pass it all to `conf.update`.
+        prefixed = "CELERY_" + self.name.upper()
+        if prefixed not in names:
+            names.append(prefixed)
         return tuple(names)
 
     def label(self) -> str:
@@ -164,18 +169,23 @@ def _routes(value: Any) -> Any:
     raise TypeError(f"expected a dict, a router function or a list of them, got {value!r}")
 
 
-def _annotations(value: Any) -> tuple[Mapping[str, Any], ...]:
+def annotation_list(value: Any) -> tuple[Mapping[str, Any], ...]:
+    """The annotations as a sequence of dicts, however they were given."""
     if value is None:
         return ()
-    if isinstance(value, Mapping):
-        value = (value,)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, Mapping) for v in value):
-        for ann in value:
+    return (value,) if isinstance(value, Mapping) else tuple(value)
+
+
+def _annotations(value: Any) -> Any:
+    """Validated, and kept as given: `conf.task_annotations` reads back what was set."""
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    if value is None or all(isinstance(v, Mapping) for v in items):
+        for ann in annotation_list(value):
             for key, attrs in ann.items():
                 if not isinstance(attrs, Mapping):
                     raise TypeError(f"annotation for {key!r} must be a dict of task "
                                     f"attributes, got {attrs!r}")
-        return tuple(value)
+        return value
     raise TypeError(f"expected a dict {{task name or '*': {{attr: value}}}} or a list of "
                     f"them, got {value!r}")
 
@@ -209,17 +219,22 @@ TABLE: tuple[Setting, ...] = (
     _S("enable_utc", "CELERY_ENABLE_UTC", True, _bool),
     # -- tasks ------------------------------------------------------------------------
     _S("task_routes", "CELERY_ROUTES", (), _routes),
-    _S("task_annotations", "CELERY_ANNOTATIONS", (), _annotations),
+    _S("task_annotations", "CELERY_ANNOTATIONS", None, _annotations),
     _S("task_default_queue", "CELERY_DEFAULT_QUEUE", "celery", _str),
     _S("task_default_rate_limit", "CELERY_DEFAULT_RATE_LIMIT", None, _opt_str),
     _S("task_acks_late", "CELERY_ACKS_LATE", False, _bool),
     _S("task_ignore_result", "CELERY_IGNORE_RESULT", False, _bool),
     _S("task_track_started", "CELERY_TRACK_STARTED", True, _bool),  # always tracked
+    _S("task_store_errors_even_if_ignored", "CELERY_STORE_ERRORS_EVEN_IF_IGNORED", False,
+       _bool),
+    _S("task_always_eager", "CELERY_ALWAYS_EAGER", False, _bool),
+    _S("task_eager_propagates", "CELERY_EAGER_PROPAGATES_EXCEPTIONS", False, _bool),
     _S("task_time_limit", "CELERYD_TASK_TIME_LIMIT", None, _positive_seconds_or_none),
     _S("task_soft_time_limit", "CELERYD_TASK_SOFT_TIME_LIMIT", None, _positive_seconds_or_none),
     # -- results ----------------------------------------------------------------------
     _S("result_expires", "CELERY_TASK_RESULT_EXPIRES", 86400.0, _seconds(True)),
     _S("result_cache_max", "CELERY_MAX_CACHED_RESULTS", 100, _int_min(-1, optional=True)),
+    _S("result_extended", "CELERY_RESULT_EXTENDED", False, _bool),
     # -- the node ---------------------------------------------------------------------
     _S("worker_concurrency", "CELERYD_CONCURRENCY", None, _int_min(1, optional=True)),
     _S("worker_prefetch_multiplier", "CELERYD_PREFETCH_MULTIPLIER", 4, _prefetch),

@@ -25,63 +25,21 @@ import contextvars
 import dataclasses
 import functools
 import inspect
-import sys
 import time
-import traceback as tb_module
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from qmulti import appstate
+from qmulti.autoretry import retry_options, wants_retry
 from qmulti.canvas import CanvasMethods
 from qmulti.exceptions import MaxRetriesExceededError, Retry
+from qmulti.request import ExceptionInfo, Request
 
 if TYPE_CHECKING:
     from qmulti.app import App
-    from qmulti.result import AsyncResult
-
-
-@dataclass
-class Request:
-    """What a running task knows about its message (`self.request` in a bound task)."""
-
-    id: str | None = None
-    retries: int = 0
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    delivery_info: dict[str, Any] = field(default_factory=dict)  # {'queue', 'deliveries'}
-    hostname: str | None = None
-    eta: float | None = None
-    expires: float | None = None
-    called_directly: bool = True  # False only inside Task.execute (the node)
-
-
-class ExceptionInfo:
-    """A task's exception with its formatted traceback, as failure handlers receive it.
-
-    The traceback is kept as text so handlers can log or store it after the frames are
-    gone (and so it can cross a process boundary)."""
-
-    def __init__(self, exception: BaseException | None = None,
-                 exc_type: type[BaseException] | None = None,
-                 traceback: str | None = None) -> None:
-        """`ExceptionInfo()` inside an except block, or `ExceptionInfo(exc, type, text)`."""
-        if exception is None:
-            exception = sys.exc_info()[1]
-        if exception is None:
-            raise ValueError("ExceptionInfo() outside an except block needs an exception")
-        self.exception: BaseException = exception
-        self.type: type[BaseException] = exc_type or type(exception)
-        self.tb: types.TracebackType | None = exception.__traceback__
-        self.traceback: str = traceback if traceback is not None else "".join(
-            tb_module.format_exception(self.type, exception, exception.__traceback__))
-
-    def __str__(self) -> str:
-        return self.traceback
-
-    def __repr__(self) -> str:
-        return f"<ExceptionInfo: {self.exception!r}>"
+    from qmulti.result import AsyncResult, EagerResult
 
 
 # Options the decorator accepts, with their defaults. None means "the app's setting"
@@ -90,15 +48,23 @@ TASK_OPTIONS: dict[str, Any] = {
     "bind": False, "max_retries": 3, "default_retry_delay": 180, "rate_limit": None,
     "time_limit": None, "soft_time_limit": None, "queue": None, "ignore_result": None,
     "acks_late": None, "serializer": None, "autoretry_for": (), "retry_kwargs": None,
-    "typing": True,
+    "dont_autoretry_for": (), "retry_backoff": False, "retry_backoff_max": 600,
+    "retry_jitter": True, "store_errors_even_if_ignored": None, "typing": True,
 }
 APP_SETTING_FOR = {
     "rate_limit": "task_default_rate_limit", "time_limit": "task_time_limit",
     "soft_time_limit": "task_soft_time_limit", "queue": "task_default_queue",
     "ignore_result": "task_ignore_result", "acks_late": "task_acks_late",
     "serializer": "task_serializer",
+    "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
 }
 _MISSING = object()
+_YEAR_2001 = 978307200.0  # a Retry `when` below this is a countdown, above it a unix time
+
+
+def _ttl(app: App) -> float | None:
+    expires = app.conf.result_expires
+    return float(expires) if expires else None
 
 
 class Task(CanvasMethods):
@@ -119,6 +85,11 @@ class Task(CanvasMethods):
     serializer: str | None
     autoretry_for: tuple[type[BaseException], ...]
     retry_kwargs: dict[str, Any] | None
+    dont_autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: bool | float
+    retry_backoff_max: int
+    retry_jitter: bool
+    store_errors_even_if_ignored: bool | None
     typing: bool
     # What the app resolved for publishing this task, and under which settings
     # (`App._plan`); a class default so subclasses that skip __init__ still work.
@@ -133,6 +104,7 @@ class Task(CanvasMethods):
         for key, value in options.items():  # Celery sets unknown options as attributes
             setattr(self, key, value)
         self.autoretry_for = tuple(self.autoretry_for or ())
+        self.dont_autoretry_for = tuple(self.dont_autoretry_for or ())
         self._annotated: dict[str, Any] = {}  # attr -> instance value before annotation
         self._request_var: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
             f"qmulti.task.request:{name}", default=None)
@@ -153,17 +125,66 @@ class Task(CanvasMethods):
         if request.called_directly:
             request = dataclasses.replace(request, called_directly=False)
         token = self._request_var.set(request)
+        running = appstate.running_request.set(request)  # parent of what this task sends
         try:
             try:
                 return self._run(tuple(args), dict(kwargs or {}))
-            except Retry:
-                raise
+            except Retry as exc:
+                if exc.scheduled:
+                    raise
+                # raised by the task itself, not by self.retry(): limits still hold
+                raise self._retry_raised(exc) from None
             except BaseException as exc:
-                if self.autoretry_for and isinstance(exc, self.autoretry_for):
-                    self.retry(exc=exc, **(self.retry_kwargs or {}))
+                if wants_retry(self, exc):
+                    raise self.retry(exc=exc, **retry_options(self)) from None
                 raise
         finally:
+            appstate.running_request.reset(running)
             self._request_var.reset(token)
+
+    def _retry_raised(self, exc: Retry) -> Retry:
+        when = exc.when
+        if isinstance(when, datetime):
+            return self.retry(exc=exc.exc, eta=when)
+        if isinstance(when, (int, float)) and not isinstance(when, bool):
+            # Celery's `when` is a countdown; ours a unix time once scheduled
+            return self.retry(exc=exc.exc, countdown=when) if when < _YEAR_2001 else \
+                self.retry(exc=exc.exc, eta=when)
+        return self.retry(exc=exc.exc)
+
+    def apply(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
+              retries: int | None = None, throw: bool | None = None,
+              **options: Any) -> EagerResult:
+        """Run here and now as a node would (a request, handlers, retries run again at
+        once), and return an `EagerResult`. `throw` (default `task_eager_propagates`)
+        re-raises the task's exception instead of returning it in the result."""
+        from qmulti.eager import apply
+
+        return apply(self, args, kwargs, task_id=task_id, retries=retries, throw=throw,
+                     **options)
+
+    def update_state(self, task_id: str | None = None, state: str | None = None,
+                     meta: Any = None, **_ignored: Any) -> None:
+        """Store `state` (any name, such as "PROGRESS") with `meta` as the task's result
+        for now: `AsyncResult(id).state` and `.info` show it until the next state. It
+        never replaces a final state (SUCCESS, FAILURE, REVOKED) already stored."""
+        request = self.request
+        task_id = task_id or request.id
+        if not task_id:
+            raise ValueError("update_state() outside a running task needs task_id=")
+        if request.is_eager and task_id == request.id:
+            return  # an eager run stores nothing, as with Celery's task_store_eager_result off
+        from qmulti import protocol
+
+        app = self.app
+        blob = protocol.encode_result(task_id, state or "PENDING", meta,
+                                      retries=request.retries, node=request.hostname)
+        app.backend.set_unless_ready(task_id, state or "PENDING", blob, _ttl(app))
+
+    @property
+    def backend(self) -> Any:
+        """The app's result backend (Celery's `task.backend`)."""
+        return self.app.backend
 
     @property
     def request(self) -> Request:
@@ -240,16 +261,19 @@ class Task(CanvasMethods):
             return None  # bind=True on a function without `self`: let bind() say so
         return max(fewest - skip, 0), most - skip
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
-        return self.app.AsyncResult(task_id)
+    def AsyncResult(self, task_id: str, **_ignored: Any) -> AsyncResult:  # noqa: N802
+        return self.app.AsyncResult(task_id, task_name=self.name)
 
     # -- retrying ------------------------------------------------------------------------
     def retry(self, exc: BaseException | None = None, countdown: float | None = None,
               eta: datetime | float | None = None, max_retries: int | None = _MISSING,  # type: ignore[assignment]
-              throw: bool = True, **_ignored: Any) -> Retry:
+              throw: bool = True, args: Any = None, kwargs: Any = None,
+              **_ignored: Any) -> Retry:
         """Ask the node to run this task again later: raises `Retry(when=..., exc=exc)`.
 
-        Once `request.retries` reaches `max_retries` (None: no limit), `exc` is re-raised
+        `countdown` defaults to `default_retry_delay` (180 s). Once `request.retries`
+        reaches `max_retries` (None: no limit; `max_retries=None` here means the
+        task's own, as in Celery), `exc` is re-raised
         if given, else `MaxRetriesExceededError`. Called outside the node (a plain call),
         `exc` (or a `Retry`) is raised at once. `throw=False` returns the `Retry` instead
         of raising it; unlike Celery, the retry happens only if the task then raises it
@@ -257,7 +281,8 @@ class Task(CanvasMethods):
         one step with its acknowledgement.
         """
         request = self.request
-        limit = self.max_retries if max_retries is _MISSING else max_retries
+        limit = self.max_retries if max_retries is _MISSING or max_retries is None \
+            else max_retries
         if request.called_directly:
             raise exc if exc is not None else Retry("task can be retried", exc=None)
         if limit is not None and request.retries >= limit:
@@ -274,6 +299,7 @@ class Task(CanvasMethods):
             when = time.time() + delay
         reason = f": {exc!r}" if exc is not None else ""
         retry = Retry(f"retry in {delay:.0f}s{reason}", exc=exc, when=when)
+        retry.scheduled, retry.countdown = True, delay
         if throw:
             raise retry
         return retry

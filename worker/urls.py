@@ -17,6 +17,12 @@ SCHEMES = {
     "redis": "redis", "rediss": "redis", "redis+socket": "redis", "unix": "redis",
     "sqlite": "sqlite", "memory": "memory",
 }
+# Celery's database backend names an SQLAlchemy dialect after `db+`; these are the ones
+# we store results in (SQLite through our own store, PostgreSQL through psycopg).
+DB_DIALECTS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgres", "postgresql+psycopg": "postgres", "postgresql+psycopg2": "postgres",
+}
 _PASSWORD = re.compile(r"^(?P<head>[a-z0-9+.-]+://[^:@/]*:)(?P<pw>[^@/]*)(?P<tail>@.*)$", re.I)
 _QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&]*", re.I)
 
@@ -31,7 +37,7 @@ def mask_url(url: str) -> str:
 class ParsedURL:
     """Which kind of store a URL names; the store itself parses the details."""
 
-    kind: str  # "redis", "sqlite" or "memory"
+    kind: str  # "redis", "sqlite", "memory", or "postgres" (a result backend only)
     url: str
 
     def __str__(self) -> str:
@@ -48,10 +54,29 @@ def parse_url(url: str | None, what: str = "broker") -> ParsedURL:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:
         raise ConfigError(f"bad {what} URL {mask_url(url)!r}: {exc}") from None
+    if scheme.startswith("db+"):
+        return _parse_db(url, scheme[3:], what)
     kind = SCHEMES.get(scheme)
     if kind is None:
         supported = "redis://, rediss://, redis+socket://, sqlite:///, memory://"
         raise ConfigError(
             f"unsupported {what} URL {mask_url(url)!r}: use one of {supported}"
         )
+    return ParsedURL(kind, url)
+
+
+def _parse_db(url: str, dialect: str, what: str) -> ParsedURL:
+    """`db+DIALECT://...` (Celery's database backend): `db+sqlite:///results.sqlite3` is
+    our SQLite store at that path; `db+postgresql://` is the PostgreSQL backend."""
+    supported = "db+sqlite:///path, db+postgresql://user@host/db (+psycopg, +psycopg2)"
+    kind = DB_DIALECTS.get(dialect)
+    if kind is None:
+        raise ConfigError(f"unsupported {what} URL {mask_url(url)!r}: the database dialect "
+                          f"{dialect!r} is not one qmulti stores results in; use one of "
+                          f"{supported}, or redis://")
+    if what == "broker":
+        raise ConfigError(f"{mask_url(url)!r} is a result backend URL, not a broker: set it "
+                          "as result_backend and use redis:// or sqlite:/// as the broker")
+    if kind == "sqlite":
+        return ParsedURL(kind, url[len("db+"):])
     return ParsedURL(kind, url)

@@ -5,6 +5,8 @@ Each store is imported only when its URL is used, so a SQLite user never loads t
 Redis client and `import qmulti` loads no broker module at all. The SQLite and Redis
 stores are broker and backend in one class: with no separate backend configured the
 broker's own store serves, and the node stores a result and acks in one transaction.
+A separate backend (`db+postgresql://`, or another Redis or SQLite store) is written
+first and the message acked after, so a crash in between re-runs, never loses.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def create_backend(url: str | None, broker: Broker | None = None, **options: Any
     if broker is not None and (not url or url == broker.url) and isinstance(broker, ResultBackend):
         return broker
     parsed = parse_url(url, "result backend")
+    if broker is not None and parsed.url == broker.url and isinstance(broker, ResultBackend):
+        return broker  # `db+sqlite:///x.db` beside the broker `sqlite:///x.db`: one store
+    if parsed.kind == "postgres":
+        from qmulti.brokers.postgres import PostgresResults
+
+        return PostgresResults(parsed.url, **options)
     store = create_broker(parsed.url, **options)
     if not isinstance(store, ResultBackend):  # pragma: no cover - every store is both
         raise TypeError(f"{parsed} cannot store results")

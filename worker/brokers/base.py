@@ -203,6 +203,21 @@ class ResultBackend(ABC):
         """Store the latest state of a task, expiring `ttl` seconds later (None or <= 0:
         never). A stored final state stays: writing over it is a no-op."""
 
+    def set_unless_ready(self, task_id: str, state: str, blob: bytes,
+                         ttl: float | None) -> bool:
+        """Store an interim state (a task's `update_state`) unless a final one is stored
+        already; False when it was not stored. Stores override this to check and write
+        in one step (a REVOKED mark may land between a separate read and write)."""
+        from qmulti.protocol import decode_result
+        from qmulti.states import READY_STATES
+
+        current = self.get(task_id)
+        if current is not None and decode_result(current, frozenset({"json", "pickle"})).get(
+                "status") in READY_STATES:
+            return False
+        self.set(task_id, state, blob, ttl)
+        return True
+
     @abstractmethod
     def get(self, task_id: str) -> bytes | None:
         """The latest stored document, or None if there is none (PENDING)."""

@@ -239,6 +239,15 @@ class MemoryStore(Broker, ResultBackend):
             self._results[task_id] = (state, bytes(blob), expires)
             self._cond.notify_all()
 
+    def set_unless_ready(self, task_id: str, state: str, blob: bytes,
+                         ttl: float | None) -> bool:
+        with self._cond:
+            found = self._lookup(task_id)
+            if found is not None and found[0] in READY_STATES:
+                return False
+            self.set(task_id, state, blob, ttl)  # the condition is re-entrant
+            return True
+
     def _lookup(self, task_id: str) -> tuple[str, bytes] | None:
         entry = self._results.get(task_id)
         if entry is None:

@@ -238,7 +238,10 @@ def make_runtime(app: Any, spec: ConsumerSpec, broker: Broker, backend: Any,
     return Runtime(app=app, broker=broker, backend=backend, hostname=spec.node,
                    accept=accept, result_ct=result_ct, ttl=result_ttl(conf),
                    time_limit=time_limit, soft_time_limit=soft_time_limit,
-                   log=logging.getLogger("qmulti"), limiter=limiter)
+                   log=logging.getLogger("qmulti"), limiter=limiter,
+                   ignore_result=bool(getattr(conf, "task_ignore_result", False)),
+                   store_errors=bool(getattr(conf, "task_store_errors_even_if_ignored", False)),
+                   extended=bool(getattr(conf, "result_extended", False)))
 
 
 def result_ttl(conf: Any) -> float | None:

@@ -25,6 +25,7 @@ from qmulti.brokers.base import Broker, Delivery, ResultBackend
 from qmulti.exceptions import (
     BrokerConnectionError,
     ContentDisallowed,
+    Ignore,
     MalformedMessage,
     NotRegistered,
     Reject,
@@ -88,6 +89,9 @@ class Runtime:
     soft_time_limit: float | None = None
     log: logging.Logger = dataclasses.field(default_factory=lambda: logging.getLogger("qmulti"))
     limiter: RateLimiter = dataclasses.field(default_factory=lambda: RateLimiter())
+    ignore_result: bool = False  # task_ignore_result: a task's own option wins
+    store_errors: bool = False  # task_store_errors_even_if_ignored, likewise
+    extended: bool = False  # result_extended: name, args, kwargs, worker, queue stored
 
 
 @dataclass(frozen=True)
@@ -178,31 +182,44 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     started = protocol.encode_result(env.id, STARTED, {"pid": os.getpid(),
                                      "hostname": rt.hostname}, retries=env.retries,
                                      node=rt.hostname)
-    backend = None if getattr(task, "ignore_result", False) else rt.backend
+    backend = None if _own(task, "ignore_result", rt.ignore_result) else rt.backend
     _retrying(rt, lambda: rt.broker.start(delivery, env.id, started, backend, rt.ttl))
     running = Running(delivery.mid, delivery.queue, env.id, env.task, *limits)
     hooks.begin(running)
     args, kwargs = list(env.args), dict(env.kwargs)
+    fixups = getattr(rt.app, "fixups", None) or ()
+    for fixup in fixups:  # Django: close stale database connections
+        fixup.on_task_prerun()
     began = time.monotonic()
     try:
         try:
             retval = task.execute(_request(rt, delivery, env), args, kwargs)
         finally:
             hooks.returned()
+            for fixup in fixups:
+                fixup.on_task_postrun()
     except Retry as exc:
         return _retry(rt, delivery, env, task, exc, hooks)
     except Reject as exc:
         hooks.end()
         return _reject(rt, delivery, env, exc)
+    except Ignore:
+        rt.log.info("Task %s[%s] ignored", env.task, env.id)
+        _retrying(rt, lambda: rt.broker.finish(delivery, env.id, "IGNORED", None, None, rt.ttl))
+        hooks.end()
+        return "IGNORED"
     except Exception as exc:
         runtime = time.monotonic() - began
+        if backend is None and _own(task, "store_errors_even_if_ignored", rt.store_errors):
+            backend = rt.backend
         return _fail(rt, delivery, env, task, exc, runtime, backend, hooks)
     runtime = time.monotonic() - began
     rt.log.info("Task %s[%s] succeeded in %.3fs: %s", env.task, env.id, runtime,
                 _short(repr(retval)))
     _handler(rt, task, "on_success", retval, env.id, args, kwargs)
     meta = None if backend is None else protocol.encode_result(
-        env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct)
+        env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct,
+        extended=_extended(rt, env, delivery))
     _retrying(rt, lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl))
     hooks.end()
     return SUCCESS
@@ -220,7 +237,7 @@ def _fail(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     _handler(rt, task, "on_failure", exc, env.id, list(env.args), dict(env.kwargs), einfo)
     meta = None if backend is None else protocol.encode_result(
         env.id, FAILURE, protocol.exception_to_dict(exc), traceback=tb, retries=env.retries,
-        node=rt.hostname)
+        node=rt.hostname, extended=_extended(rt, env, delivery))
     _retrying(rt, lambda: rt.broker.finish(delivery, env.id, FAILURE, meta, backend, rt.ttl))
     hooks.end()
     return FAILURE
@@ -231,9 +248,11 @@ def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, e
     cause = exc.exc if exc.exc is not None else exc
     tb = format_traceback(cause)
     when = exc.when
+    delay = getattr(exc, "countdown", None)  # as decided, not as left after the handler
+    if delay is None and when is not None:
+        delay = max(when - time.time(), 0)
     rt.log.info("Task %s[%s] retry %d%s: %s", env.task, env.id, env.retries + 1,
-                "" if when is None else f" in {max(when - time.time(), 0):.1f}s",
-                _short(str(cause)))
+                "" if delay is None else f" in {delay:.1f}s", _short(str(cause)))
     _handler(rt, task, "on_retry", cause, env.id, list(env.args), dict(env.kwargs),
              _exception_info(cause, tb))
     again = dataclasses.replace(env, mid=protocol.new_id(), retries=env.retries + 1, eta=when)
@@ -328,14 +347,28 @@ def _limit(env: protocol.Envelope, task: Any, name: str, default: float | None) 
     return None
 
 
+def _own(task: Any, option: str, node_default: bool) -> bool:
+    """A task's own option (None: not set) else the app's setting."""
+    value = getattr(task, option, None)
+    return node_default if value is None else bool(value)
+
+
+def _extended(rt: Runtime, env: protocol.Envelope, delivery: Delivery) -> dict[str, Any] | None:
+    if not rt.extended:
+        return None
+    return {"name": env.task, "args": list(env.args), "kwargs": dict(env.kwargs),
+            "worker": rt.hostname, "queue": env.queue or delivery.queue}
+
+
 def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Any:
     from qmulti.task import Request
 
     info = {"queue": delivery.queue, "routing_key": delivery.queue, "mid": delivery.mid,
             "deliveries": delivery.deliveries + 1}
-    return Request(id=env.id, retries=env.retries, args=list(env.args),
+    return Request(id=env.id, task=env.task, retries=env.retries, args=list(env.args),
                    kwargs=dict(env.kwargs), delivery_info=info, hostname=rt.hostname,
-                   eta=env.eta, expires=env.expires, called_directly=False)
+                   eta=env.eta, expires=env.expires, called_directly=False,
+                   root_id=env.root_id or env.id, parent_id=env.parent_id)
 
 
 def _exception_info(exc: BaseException, tb: str) -> Any:

@@ -1,7 +1,9 @@
 """Find the app that `-A` names, as Celery does, so existing project layouts work as is.
 
-Order: `pkg.mod:attr`; else the module's `app`; else its only `App` instance; else the
-same two looks in the submodule `pkg.celery` (the tutorial's `mycelery/celery.py`).
+Order, as Celery's `find_app`: `pkg.mod:attr`; `a.b` is attribute `b` of module `a`
+when it has one, else module `a.b`; in a module, its `app`, then its `celery`, then
+the same in the submodule `pkg.celery` (the tutorial's `mycelery/celery.py`), then
+its only `App` instance.
 An import error raised inside the user's own code is shown as such, never disguised
 as "module not found", because that is the error users chase for hours.
 """
@@ -33,8 +35,14 @@ def load_app(spec: str) -> Any:
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
     modname, _, attr = spec.partition(":")
-    module = import_module(modname, spec)
-    app = _from_attr(module, attr, spec) if attr else _find_app(module, spec)
+    if attr:
+        app = _from_attr(import_module(modname, spec), attr, spec)
+    else:
+        found = _symbol(spec)
+        if isinstance(found, ModuleType):
+            app = _find_app(found, spec)
+        else:
+            app = _as_app(found, spec.rpartition(".")[2], spec)
     try:
         app.import_default_modules()
     except ModuleNotFoundError as exc:
@@ -91,29 +99,46 @@ def _from_attr(module: ModuleType, attr: str, spec: str) -> Any:
             raise ConfigError(
                 f"module {module.__name__!r} has no attribute {attr!r} (from -A {spec})"
             ) from None
+    return _as_app(obj, attr, spec)
+
+
+def _as_app(obj: Any, what: str, spec: str) -> Any:
     app_cls = _app_class()
-    if not isinstance(obj, app_cls) and callable(obj):
+    if not isinstance(obj, app_cls) and callable(obj) and not isinstance(obj, ModuleType):
         obj = obj()  # an app factory, as Celery allows
     if not isinstance(obj, app_cls):
-        raise ConfigError(f"-A {spec} names a {type(obj).__name__}, not an App")
+        raise ConfigError(f"-A {spec}: {what} is a {type(obj).__name__}, not an App")
     return obj
 
 
-def _in_module(module: ModuleType) -> Any | None:
-    app_cls = _app_class()
-    found = getattr(module, "app", None)
-    if isinstance(found, app_cls):
-        return found
-    apps = {id(v): v for v in vars(module).values() if isinstance(v, app_cls)}
-    if len(apps) == 1:
-        return next(iter(apps.values()))
-    return None
+def _symbol(spec: str) -> Any:
+    """`a.b.c` as Celery's `symbol_by_name` reads it: attribute `c` of module `a.b` when
+    that module has one (`-A app.celery` with `celery = Celery()` in app.py), else the
+    module `a.b.c` itself."""
+    head, _, tail = spec.rpartition(".")
+    if head:
+        try:
+            module = import_module(head, spec)
+        except ConfigError:
+            module = None  # `head` is no module: then `spec` must be one (said below)
+        if module is not None and tail in vars(module) and not isinstance(
+                vars(module)[tail], ModuleType):
+            return vars(module)[tail]
+    return import_module(spec, spec)
+
+
+def _attribute_app(module: ModuleType, name: str) -> Any | None:
+    found = vars(module).get(name)
+    return found if isinstance(found, _app_class()) else None
 
 
 def _find_app(module: ModuleType, spec: str) -> Any:
-    app = _in_module(module)
-    if app is not None:
-        return app
+    """Celery's `find_app` order: the module's `app`, then its `celery`, then (for a
+    package) the same search in `<package>.celery`, then any App instance in it."""
+    for name in ("app", "celery"):
+        app = _attribute_app(module, name)
+        if app is not None:
+            return app
     name = module.__name__
     sub = f"{name}.celery"
     if hasattr(module, "__path__"):  # only a package has submodules
@@ -127,10 +152,24 @@ def _find_app(module: ModuleType, spec: str) -> Any:
         except Exception as exc:
             raise ConfigError(f"error while importing {sub!r}: {_describe(exc)}") from None
         else:
-            app = _in_module(submodule)
-            if app is not None:
-                return app
+            for attr in ("app", "celery"):
+                app = _attribute_app(submodule, attr)
+                if app is not None:
+                    return app
+            apps = _instances(submodule)
+            if len(apps) == 1:
+                return apps[0]
+    apps = _instances(module)
+    if len(apps) == 1:
+        return apps[0]
+    several = f"{len(apps)} App instances" if apps else "no App instance"
     raise ConfigError(
-        f"no app found in module {name!r} given by -A {spec}: looked for {name}.app, a single "
-        f"App instance in {name}, and {sub}.app; name it with -A {name}:attribute"
+        f"no app found in module {name!r} given by -A {spec}: looked for {name}.app, "
+        f"{name}.celery, {sub}.app and a single App instance ({several}); name it with "
+        f"-A {name}:attribute"
     )
+
+
+def _instances(module: ModuleType) -> list[Any]:
+    app_cls = _app_class()
+    return list({id(v): v for v in vars(module).values() if isinstance(v, app_cls)}.values())

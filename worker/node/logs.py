@@ -93,10 +93,20 @@ def _expand(template: str, keys: dict[str, str]) -> str:
 
 
 class _NodeFormatter(logging.Formatter):
+    """The node's format; a record from a task logger (`qmulti.utils.log`) also names
+    its task, as Celery's `worker_task_log_format` does."""
+
     def __init__(self, node: str) -> None:
         # The node name goes into the format itself: a '%' in it must stay literal.
         safe = node.replace("%", "%%")
         super().__init__(f"[%(asctime)s: %(levelname)s/{safe}] %(message)s")
+        self._task = logging.Formatter(
+            f"[%(asctime)s: %(levelname)s/{safe}] %(task_name)s[%(task_id)s]: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if hasattr(record, "task_id"):
+            return self._task.format(record)
+        return super().format(record)
 
 
 def setup(node: str, level: int, logfile: str | None, stream: IO[str] | None = None) -> None:

@@ -334,6 +334,11 @@ class RedisStore(Broker, ResultBackend):
                           (state, blob, _ttl_ms(ttl), "1" if final else "0",
                            _ttl_ms(notify_ttl)))
 
+    def set_unless_ready(self, task_id: str, state: str, blob: bytes,
+                         ttl: float | None) -> bool:
+        return bool(self._link.script("set_progress", (result_key(task_id),),
+                                      (state, blob, _ttl_ms(ttl))))
+
     def _lookup(self, task_id: str) -> tuple[str, bytes] | None:
         value = self._link.call("GET", result_key(task_id))
         if value is None:

@@ -63,6 +63,19 @@ class SqliteResults(ResultBackend):
             self._next_purge = now + PURGE_EVERY
             conn.execute("DELETE FROM results WHERE expires < ?", (now,))
 
+    @translated
+    def set_unless_ready(self, task_id: str, state: str, blob: bytes,
+                         ttl: float | None) -> bool:
+        expires = None if not ttl or ttl <= 0 else time.time() + ttl
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO results (task_id, state, expires, blob) VALUES (?,?,?,?) "
+                "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
+                "expires = excluded.expires, blob = excluded.blob "
+                "WHERE results.state NOT IN ('SUCCESS', 'FAILURE', 'REVOKED')",
+                (task_id, state, expires, bytes(blob)))
+            return cursor.rowcount > 0
+
     def _lookup(self, task_id: str) -> tuple[str, bytes] | None:
         rows = self._read("SELECT state, blob FROM results WHERE task_id = ? "
                           "AND (expires IS NULL OR expires > ?)", (task_id, time.time()))

@@ -1,0 +1,1 @@
+"""Helpers with Celery's module names (`qmulti.utils.log`)."""
