@@ -58,11 +58,12 @@ class Worker:
         for raw in lines:
             line = raw.decode("utf-8", "replace")
             if line.startswith("B "):
-                parts = line.split(" ", 5)
-                if len(parts) == 6:
-                    _, mid, queue, task_id, limit, name = parts
+                parts = line.split(" ", 6)
+                if len(parts) == 7:
+                    _, mid, queue, token, task_id, limit, name = parts
                     self.running = Running(mid, queue, task_id, name,
-                                           None if limit == "-" else float(limit), None)
+                                           None if limit == "-" else float(limit), None,
+                                           token="" if token == "-" else token)
                     self.began = time.monotonic()
             elif line == "E":
                 self.running = None
