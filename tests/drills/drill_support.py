@@ -60,6 +60,19 @@ def tracked(n, seconds=0.0):
     return n
 
 
+@app.task(name="tasks.stamped")
+def stamped(n, seconds=0.0):
+    # As tracked, with the wall-clock time the run began: "n time".
+    fd = os.open(RUNS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, ("%s %.6f\\n" % (n, time.time())).encode())
+    finally:
+        os.close(fd)
+    if seconds:
+        time.sleep(seconds)
+    return n
+
+
 @app.task(name="tasks.boom")
 def boom(msg):
     raise ValueError(msg)
@@ -81,6 +94,17 @@ def run_counts(runs: Path) -> Counter[str]:
     if not runs.exists():
         return Counter()
     return Counter(line for line in runs.read_text().splitlines() if line)
+
+
+def run_starts(runs: Path) -> dict[str, list[float]]:
+    """When each `stamped` task body began, every run of it, in order."""
+    out: dict[str, list[float]] = {}
+    if runs.exists():
+        for line in runs.read_text().splitlines():
+            n, _, at = line.partition(" ")
+            if at:
+                out.setdefault(n, []).append(float(at))
+    return out
 
 
 def result_doc(store: Any, task_id: str) -> dict[str, Any] | None:
