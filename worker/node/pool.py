@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qmulti.exceptions import BrokerError
 from qmulti.node import child as child_mod
 from qmulti.node import logs
 from qmulti.node.execute import Running
@@ -197,6 +198,9 @@ class ThreadPool:
         def body() -> None:
             try:
                 consumer.run()
+            except BrokerError as exc:  # gave up storing an outcome (retry.GaveUp): one line
+                consumer.exit_code = 1
+                log.error("Pool thread %d (%s) leaves: %s", w.index, w.consumer, exc)
             except Exception:
                 consumer.exit_code = 1
                 log.exception("Pool thread %d (%s) crashed", w.index, w.consumer)
