@@ -115,6 +115,11 @@ def test_a_final_state_is_never_overwritten(store: Any) -> None:
     store.forget("t1")
     store.set("t1", "STARTED", b"again", None)
     assert store.get("t1") == b"again"
+    # revoke()'s REVOKED mark may be refined by the node's own REVOKED, and only by that.
+    store.set("t2", "REVOKED", b"mark", None)
+    store.set("t2", "SUCCESS", b"late", None)
+    store.set("t2", "REVOKED", b"verdict", None)
+    assert store.get("t2") == b"verdict"
 
 
 # -- idempotency: every call applied twice has the effect of one -------------------------

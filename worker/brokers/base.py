@@ -223,7 +223,8 @@ class ResultBackend(ABC):
     @abstractmethod
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
         """Store the latest state of a task, expiring `ttl` seconds later (None or <= 0:
-        never). A stored final state stays: writing over it is a no-op."""
+        never). A stored final state stays: writing over it is a no-op, except that a
+        REVOKED may replace a REVOKED (revoke()'s mark, then the node's verdict)."""
 
     def set_unless_ready(self, task_id: str, state: str, blob: bytes,
                          ttl: float | None) -> bool:

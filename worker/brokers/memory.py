@@ -26,7 +26,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
-from qmulti.states import READY_STATES
+from qmulti.states import READY_STATES, REVOKED
 
 
 @dataclass
@@ -233,8 +233,9 @@ class MemoryStore(Broker, ResultBackend):
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
         with self._cond:
             found = self._lookup(task_id)
-            if found is not None and found[0] in READY_STATES:
-                return  # a final state stays
+            if found is not None and found[0] in READY_STATES and \
+                    (found[0], state) != (REVOKED, REVOKED):
+                return  # a final state stays; only a REVOKED mark may be refined
             # None or <= 0 means never, as Celery reads result_expires
             expires = None if not ttl or ttl <= 0 else time.monotonic() + ttl
             self._results[task_id] = (state, bytes(blob), expires)

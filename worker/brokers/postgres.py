@@ -166,7 +166,8 @@ class PostgresResults(ResultBackend):
                     # A final state stays unless expired: a late or second outcome (a
                     # stale node's) must not replace the one a caller may have seen.
                     f"WHERE {TABLE}.state NOT IN ('SUCCESS', 'FAILURE', 'REVOKED') "
-                    f"OR {TABLE}.expires <= %s",
+                    f"OR {TABLE}.expires <= %s "
+                    f"OR ({TABLE}.state = 'REVOKED' AND excluded.state = 'REVOKED')",
                     (task_id, state, expires, bytes(blob), now))
                 if state in READY_STATES:  # delivered at commit, after the row is visible
                     conn.execute("SELECT pg_notify('qm_' || md5(%s), '')", (task_id,))

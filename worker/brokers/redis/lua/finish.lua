@@ -1,7 +1,7 @@
 -- finish: store a task's outcome and ack its message atomically (the store is its own
 -- backend), so a result is never lost and a message never removed without its result.
 -- The outcome is stored unless a final one is already (a task may run twice after its
--- node stalled; the first outcome stands). The ack happens only under the caller's
+-- node stalled; the first outcome stands; a REVOKED mark may be refined). The ack happens only under the caller's
 -- current lease: a stale node's finish leaves the new holder's lease alone.
 -- The keys span the queue's hash tag and the task's: fine on one Redis server; on Redis
 -- Cluster this would become set_result.lua then ack.lua, in that order.
@@ -19,7 +19,9 @@
 -- ARGV[7] notify list ttl in milliseconds
 -- Returns 1 when the message was acked, 0 when the lease was lost.
 local head = redis.call('GETRANGE', KEYS[4], 0, 7)
-if head ~= 'SUCCESS\n' and head ~= 'FAILURE\n' and head ~= 'REVOKED\n' then
+-- (A REVOKED mark, stored by revoke(), may be replaced by the node's own REVOKED.)
+if (head ~= 'SUCCESS\n' and head ~= 'FAILURE\n' and head ~= 'REVOKED\n')
+    or (head == 'REVOKED\n' and ARGV[3] == 'REVOKED') then
   local value = ARGV[3] .. '\n' .. ARGV[4]
   if ARGV[5] == '0' then
     redis.call('SET', KEYS[4], value)
