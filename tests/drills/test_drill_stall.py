@@ -71,7 +71,16 @@ class Watcher(threading.Thread):
         return out
 
 
-def _stall_drill(project: Project, url: str, make_store: Callable[[], Any]) -> None:
+def _sigstop(node: Node) -> Callable[[], None]:
+    os.killpg(node.proc.pid, signal.SIGSTOP)
+    return lambda: os.killpg(node.proc.pid, signal.SIGCONT)
+
+
+def stall_drill(project: Project, url: str, make_store: Callable[[], Any],
+                fault: Callable[[Node], Callable[[], None]] = _sigstop, hold: float = STALL,
+                w1_url: str | None = None, w1_prefix: tuple[str, ...] = ()) -> None:
+    """The drill; `fault(w1)` starts the fault and returns what ends it, `hold` seconds
+    later. w1 may reach the broker at another address (`w1_url`) from under `w1_prefix`."""
     runs = write_tasks(project.path, url, beat=BEAT, expiry=EXPIRY)
     store = make_store()
     ids = [str(uuid.uuid4()) for _ in range(5)]
@@ -81,7 +90,9 @@ def _stall_drill(project: Project, url: str, make_store: Callable[[], Any]) -> N
     watcher = Watcher(make_store, ids)
     watcher.start()
     common = ("-A", "tasks", "-c", "1", "-l", "info")
-    w1 = Node(project, *common, "--prefetch-multiplier", "5", "-n", "w1@%h")
+    env = project.env(**({} if w1_url is None else {"QMULTI_BROKER_URL": w1_url}))
+    w1 = Node(project, *common, "--prefetch-multiplier", "5", "-n", "w1@%h", env=env,
+              prefix=w1_prefix)
     w2: Node | None = None
     try:
         w1.wait_ready()
@@ -92,14 +103,14 @@ def _stall_drill(project: Project, url: str, make_store: Callable[[], Any]) -> N
         w2.wait_ready()
         assert set(run_starts(runs)) == {"0"}, "w2 ran something w1 held"
 
-        os.killpg(w1.proc.pid, signal.SIGSTOP)
+        end_fault = fault(w1)
         stopped = time.monotonic()
         try:
-            # The stall is the fault under test: w2 must reap w1 within it.
-            wait_for(lambda: "Requeued" in w2.log(), STALL + 2, "w2 to requeue w1's leases")
-            time.sleep(max(0.0, STALL - (time.monotonic() - stopped)))
+            # The fault is what is under test: w2 must reap w1 within it.
+            wait_for(lambda: "Requeued" in w2.log(), hold + 2, "w2 to requeue w1's leases")
+            time.sleep(max(0.0, hold - (time.monotonic() - stopped)))
         finally:
-            os.killpg(w1.proc.pid, signal.SIGCONT)
+            end_fault()
 
         def settled() -> bool:
             stats = store.stats()
@@ -125,7 +136,7 @@ def _stall_drill(project: Project, url: str, make_store: Callable[[], Any]) -> N
     starts = run_starts(runs)
     counts = {n: len(starts.get(str(n), [])) for n in range(5)}
     log1 = w1.log()
-    print(f"\nstall drill: runs={counts} states={[watcher.seen[t] for t in ids]}")
+    print(f"\n{fault.__name__} drill: runs={counts} states={[watcher.seen[t] for t in ids]}")
     assert all(counts[n] == 1 for n in range(1, 5)), f"prefetched task(s) re-run: {counts}"
     assert 1 <= counts[0] <= 2, counts
     assert not watcher.errors, watcher.errors[:3]
@@ -139,8 +150,8 @@ def test_stall_on_redis(tmp_path: Path) -> None:
     from qmulti.brokers.redis import RedisStore
 
     with RedisServer(tmp_path) as server:
-        _stall_drill(Project.make(tmp_path / "proj"), server.url,
-                     lambda: RedisStore(server.url))
+        stall_drill(Project.make(tmp_path / "proj"), server.url,
+                    lambda: RedisStore(server.url))
 
 
 @pytest.mark.timeout(150)
@@ -148,4 +159,4 @@ def test_stall_on_sqlite(tmp_path: Path) -> None:
     from qmulti.brokers.sqlite import SqliteStore
 
     url = f"sqlite:///{tmp_path / 'q.sqlite3'}"
-    _stall_drill(Project.make(tmp_path / "proj"), url, lambda: SqliteStore(url))
+    stall_drill(Project.make(tmp_path / "proj"), url, lambda: SqliteStore(url))
