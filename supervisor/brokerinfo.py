@@ -42,6 +42,11 @@ class BrokerInfo:
     dead: int | None = None
     nodes: dict[str, NodeBrokerInfo] = field(default_factory=dict)  # by node name
 
+    @property
+    def answered(self) -> bool:
+        """The store was read (memory:// has nothing to read and is not a failure)."""
+        return self.error is None or self.url.startswith("memory:")
+
     def as_dict(self) -> dict[str, Any]:
         return {"url": self.url, "error": self.error, "queues": dict(self.queues),
                 "scheduled": self.scheduled, "leased": self.leased, "dead": self.dead}

@@ -5,8 +5,9 @@ known (`-A`, `-b` or QMULTI_BROKER_URL, as for `start`), each row also gets what
 node's last heartbeat said (active and finished tasks, seconds since), and a
 footer (JSON: a top-level "broker" object) shows queue depths, scheduled, leased
 and dead-letter counts; see `supervisor.brokerinfo`. A broker that is down or
-missing is reported in that footer and does not change the exit status:
-0 when every node runs, 1 otherwise, so scripts can test it.
+missing is reported in that footer. Exit status: 0 when every node runs and the
+broker (when one is known) answers, 1 otherwise, so scripts can test it: nodes that
+run but cannot reach their broker do no work.
 """
 
 from __future__ import annotations
@@ -158,4 +159,5 @@ def run_status(inv: Invocation, cwd: str | None = None, out: TextIO | None = Non
             for line in brokerinfo.footer(info):
                 print(line, file=out)
     running = all(row.state == "running" for row in rows)
-    return exitcodes.EX_OK if running else exitcodes.EX_FAILURE
+    reachable = info is None or info.answered
+    return exitcodes.EX_OK if running and reachable else exitcodes.EX_FAILURE

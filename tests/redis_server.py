@@ -22,7 +22,8 @@ class RedisServer:
     """One redis-server process; `restart()` keeps the port and the data (AOF) dir."""
 
     def __init__(self, tmp_path: Path, password: str | None = None,
-                 appendonly: bool = True, unixsocket: bool = False) -> None:
+                 appendonly: bool = True, unixsocket: bool = False,
+                 also_bind: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found; install it (apt-get install redis-server)")
@@ -31,6 +32,7 @@ class RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.password = password
         self.appendonly = appendonly
+        self.also_bind = also_bind  # more addresses to listen on (a drill's veth)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         # A unix socket path must stay under ~100 bytes: pytest's tmp paths can be longer.
@@ -48,13 +50,15 @@ class RedisServer:
                            socket_timeout=5)
 
     def start(self) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *self.also_bind,
                 "--dir", str(self.dir), "--save", "",
                 "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", "always" if self.appendonly else "no",
                 "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.also_bind:  # reached from another network namespace: not loopback
+            args += ["--protected-mode", "no"]
         if self.socket_path is not None:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -60,6 +62,19 @@ def tracked(n, seconds=0.0):
     return n
 
 
+@app.task(name="tasks.stamped")
+def stamped(n, seconds=0.0):
+    # As tracked, with the wall-clock time the run began: "n time".
+    fd = os.open(RUNS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, ("%s %.6f\\n" % (n, time.time())).encode())
+    finally:
+        os.close(fd)
+    if seconds:
+        time.sleep(seconds)
+    return n
+
+
 @app.task(name="tasks.boom")
 def boom(msg):
     raise ValueError(msg)
@@ -81,6 +96,17 @@ def run_counts(runs: Path) -> Counter[str]:
     if not runs.exists():
         return Counter()
     return Counter(line for line in runs.read_text().splitlines() if line)
+
+
+def run_starts(runs: Path) -> dict[str, list[float]]:
+    """When each `stamped` task body began, every run of it, in order."""
+    out: dict[str, list[float]] = {}
+    if runs.exists():
+        for line in runs.read_text().splitlines():
+            n, _, at = line.partition(" ")
+            if at:
+                out.setdefault(n, []).append(float(at))
+    return out
 
 
 def result_doc(store: Any, task_id: str) -> dict[str, Any] | None:
@@ -162,17 +188,27 @@ class Project:
 
 
 class Node:
-    """One foreground `python -m qmulti`, READY=1 read from its own notify socket."""
+    """One foreground `python -m qmulti`, READY=1 read from its own notify socket.
 
-    def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None) -> None:
+    `prefix` runs it under another command (`ip netns exec NS`); its notify socket is then
+    a file, since abstract socket names are private to a network namespace."""
+
+    def __init__(self, project: Project, *args: str, env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.out = project.path / f"node-{uuid.uuid4().hex[:6]}.log"
-        address = f"\0qmulti-drill-{uuid.uuid4().hex}"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(address)
         environ = env or project.env()
-        environ["NOTIFY_SOCKET"] = "@" + address[1:]
+        self.sock_dir: str | None = None
+        if prefix:
+            self.sock_dir = tempfile.mkdtemp(prefix="qmn", dir="/tmp")
+            address = self.sock_dir + "/notify.sock"
+            environ["NOTIFY_SOCKET"] = address
+        else:
+            address = f"\0qmulti-drill-{uuid.uuid4().hex}"
+            environ["NOTIFY_SOCKET"] = "@" + address[1:]
+        self.sock.bind(address)
         with open(self.out, "wb") as sink:
-            self.proc = subprocess.Popen([sys.executable, "-m", "qmulti", *args],
+            self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "qmulti", *args],
                                          cwd=project.path, env=environ,
                                          stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
                                          start_new_session=True)
@@ -198,3 +234,5 @@ class Node:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
         self.sock.close()
+        if self.sock_dir is not None:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)

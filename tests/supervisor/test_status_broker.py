@@ -135,6 +135,7 @@ def test_unreachable_redis_is_one_footer_line(tmp_path: Path) -> None:
     assert time.monotonic() - started < 15
     footer = [line for line in out.splitlines() if line.startswith("broker:")]
     assert len(footer) == 1 and url in footer[0] and "dead-letter" not in out
+    assert code == 1
 
 
 @pytest.mark.timeout(60)

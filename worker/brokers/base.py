@@ -7,6 +7,15 @@ A message is opaque bytes (see `worker.protocol`). Its life:
     leased/running --nack or release--> ready again, at the head of its queue
     ready with deliveries >= max_deliveries --claim--> dead-lettered (a poison message)
 
+Leases are fenced. Each claim gives every delivery a token, and `begin`, `start`,
+`finish`, `ack`, `nack`, `reschedule` and `dead_letter` act only while that token is the
+message's current lease; otherwise they change nothing and return LOST. So a node that
+stalled past its expiry, whose messages were requeued and leased elsewhere, cannot ack,
+restart or dead-letter them on its return. Each of those calls is also idempotent (a
+re-send after a lost reply changes nothing more), which is what lets a consumer retry
+them. A stored final state (SUCCESS, FAILURE, REVOKED) is never overwritten: not by a
+later STARTED, nor by a second final state, whoever writes it.
+
 Leases never expire by time while their node is alive; only `requeue_dead_nodes` takes
 back the leases of a node whose heartbeat is older than the expiry. That is what lets
 a task run for an hour without being delivered twice. Every implementation makes each
@@ -24,6 +33,11 @@ from typing import Any
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_HEARTBEAT_EXPIRY = 10.0
 
+# What a fenced call returns: it acted, or the caller's lease is no longer the current one
+# (requeued after its node expired, maybe leased to another node since) and nothing changed.
+OK = "ok"
+LOST = "lost"
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -33,6 +47,7 @@ class Delivery:
     queue: str
     body: bytes
     deliveries: int  # how many times it had been begun before this claim
+    token: str = ""  # this lease's fence: made at claim, checked by every call on it
 
 
 @dataclass(frozen=True)
@@ -73,7 +88,8 @@ class Broker(ABC):
     # -- producing -----------------------------------------------------------------------
     @abstractmethod
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
-        """Store a message; with an eta in the future it waits in the broker until then."""
+        """Store a message; with an eta in the future it waits in the broker until then.
+        A mid that is stored already is left as it is, so a re-sent publish is one."""
 
     # -- consuming -----------------------------------------------------------------------
     @abstractmethod
@@ -87,50 +103,57 @@ class Broker(ABC):
         """
 
     @abstractmethod
-    def begin(self, delivery: Delivery) -> None:
-        """Count one delivery: the task is really starting now."""
+    def begin(self, delivery: Delivery) -> str:
+        """Count one delivery: the task is really starting now. Counted once per lease,
+        however often it is called; LOST when the lease is not current."""
 
     @abstractmethod
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Remove finished messages. Acking a message no longer leased is a no-op."""
+    def ack(self, deliveries: Sequence[Delivery]) -> str:
+        """Remove finished messages; LOST when any of them was not leased under its token
+        (that one is left alone)."""
 
     @abstractmethod
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
-        """Give messages back at once, at the head of their queues, in their order."""
+    def nack(self, deliveries: Sequence[Delivery]) -> str:
+        """Give messages back at once, at the head of their queues, in their order; LOST
+        when any was not leased under its token (that one is left alone)."""
 
     @abstractmethod
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: str) -> str:
         """Move a leased message to the dead-letter queue (malformed, rejected, poison)."""
 
+    @abstractmethod
     def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
-                   eta: float | None) -> None:
-        """Replace a leased message by a new one (a retry): publish, then ack.
-
-        In this order a crash in between runs the task again rather than losing it.
-        Stores override this to do both in one transaction.
-        """
-        self.publish(queue, mid, body, eta)
-        self.ack([delivery])
+                   eta: float | None) -> str:
+        """Replace a leased message by a new one (a retry) in one step, only while its
+        lease is current: a re-sent reschedule finds the lease gone and publishes nothing,
+        so the retry exists once."""
 
     # -- the result path (a store that is also the backend overrides to do one trip) ----
     def start(self, delivery: Delivery, task_id: str, meta: bytes,
-              backend: ResultBackend | None, ttl: float | None) -> None:
-        """Begin a delivery and record STARTED for `AsyncResult.state`."""
-        self.begin(delivery)
+              backend: ResultBackend | None, ttl: float | None) -> str:
+        """Begin a delivery and record STARTED for `AsyncResult.state`, unless the lease
+        is lost (then nothing is written: another node has the message now)."""
+        if self.begin(delivery) == LOST:
+            return LOST
         if backend is not None:
             backend.set(task_id, "STARTED", meta, ttl)
+        return OK
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
-               backend: ResultBackend | None, ttl: float | None) -> None:
-        """Store the outcome, then ack: a crash in between re-runs, never loses."""
+               backend: ResultBackend | None, ttl: float | None) -> str:
+        """Store the outcome, then ack: a crash in between re-runs, never loses. With the
+        lease lost the outcome is still stored when no final one is (the task did run),
+        and LOST returned: the message belongs to whoever leased it since."""
         if backend is not None and meta is not None:
             backend.set(task_id, state, meta, ttl)
-        self.ack([delivery])
+        return self.ack([delivery])
 
     # -- nodes and leases ----------------------------------------------------------------
     @abstractmethod
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
-        """Record that the node is alive, with what `qmulti status` shows of it.
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
+        """Record that the node is alive, with what `qmulti status` shows of it; True
+        when it was registered already. False after the first heartbeat means the node
+        was judged dead meanwhile (its leases went back): that is how it learns.
 
         A node heartbeats once before any of its consumers claims, so that every lease
         belongs to a node that `requeue_dead_nodes` can see expire."""
@@ -199,7 +222,9 @@ class ResultBackend(ABC):
 
     @abstractmethod
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
-        """Store the latest state of a task, expiring `ttl` seconds later (None or <= 0: never)."""
+        """Store the latest state of a task, expiring `ttl` seconds later (None or <= 0:
+        never). A stored final state stays: writing over it is a no-op, except that a
+        REVOKED may replace a REVOKED (revoke()'s mark, then the node's verdict)."""
 
     def set_unless_ready(self, task_id: str, state: str, blob: bytes,
                          ttl: float | None) -> bool:

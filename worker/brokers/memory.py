@@ -7,6 +7,7 @@ the broker contract tests hold for it too.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -16,6 +17,8 @@ from typing import Any
 
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
+    LOST,
+    OK,
     Broker,
     BrokerStats,
     DeadLetter,
@@ -23,7 +26,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
-from qmulti.states import READY_STATES
+from qmulti.states import READY_STATES, REVOKED
 
 
 @dataclass
@@ -33,6 +36,8 @@ class _Message:
     eta: float
     deliveries: int = 0
     lease: tuple[str, str] | None = None  # (node_id, consumer)
+    token: str = ""  # the current lease's fence
+    begun: bool = False  # this lease's delivery is counted
 
 
 class MemoryStore(Broker, ResultBackend):
@@ -50,10 +55,13 @@ class MemoryStore(Broker, ResultBackend):
         self._beat: dict[str, float] = {}  # entry name -> due time of the last tick sent
         self._nodes: dict[str, NodeRecord] = {}
         self._results: dict[str, tuple[str, bytes, float | None]] = {}
+        self._tokens = itertools.count(1)
 
     # -- broker ------------------------------------------------------------------------
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
         with self._cond:
+            if mid in self._messages:
+                return  # a re-send: the first one stands
             due = eta or 0.0
             self._messages[mid] = _Message(queue, bytes(body), due)
             if due > time.time():
@@ -103,27 +111,47 @@ class MemoryStore(Broker, ResultBackend):
                     del self._messages[mid]
                     continue
                 msg.lease = (node_id, consumer)
-                out.append(Delivery(mid, msg.queue, msg.body, msg.deliveries))
+                msg.token, msg.begun = str(next(self._tokens)), False
+                out.append(Delivery(mid, msg.queue, msg.body, msg.deliveries, msg.token))
         return out
 
-    def begin(self, delivery: Delivery) -> None:
+    def _leased(self, delivery: Delivery) -> _Message | None:
+        """The message, if the delivery's lease is its current one."""
+        msg = self._messages.get(delivery.mid)
+        if msg is None or msg.lease is None or msg.token != delivery.token:
+            return None
+        return msg
+
+    def begin(self, delivery: Delivery) -> str:
         with self._cond:
-            msg = self._messages.get(delivery.mid)
-            if msg is not None:
+            msg = self._leased(delivery)
+            if msg is None:
+                return LOST
+            if not msg.begun:
+                msg.begun = True
                 msg.deliveries += 1
+            return OK
 
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
+    def ack(self, deliveries: Sequence[Delivery]) -> str:
         with self._cond:
+            outcome = OK
             for d in deliveries:
-                msg = self._messages.get(d.mid)
-                if msg is not None and msg.lease is not None:
+                if self._leased(d) is None:
+                    outcome = LOST
+                else:
                     del self._messages[d.mid]
+            return outcome
 
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
+    def nack(self, deliveries: Sequence[Delivery]) -> str:
         with self._cond:
+            outcome = OK
             for d in reversed(deliveries):
-                self._give_back(d.mid)
+                if self._leased(d) is None:
+                    outcome = LOST
+                else:
+                    self._give_back(d.mid)
             self._cond.notify_all()
+            return outcome
 
     def _give_back(self, mid: str) -> bool:
         msg = self._messages.get(mid)
@@ -133,23 +161,29 @@ class MemoryStore(Broker, ResultBackend):
         self._ready.setdefault(msg.queue, deque()).appendleft(mid)
         return True
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: str) -> str:
         with self._cond:
-            msg = self._messages.pop(delivery.mid, None)
-            if msg is not None:
-                self._dead[delivery.mid] = DeadLetter(delivery.mid, msg.queue, reason, msg.body)
+            msg = self._leased(delivery)
+            if msg is None:
+                return LOST
+            del self._messages[delivery.mid]
+            self._dead[delivery.mid] = DeadLetter(delivery.mid, msg.queue, reason, msg.body)
+            return OK
 
     def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
-                   eta: float | None) -> None:
+                   eta: float | None) -> str:
         with self._cond:  # publish then ack, as one step (the condition's lock is an RLock)
+            if self._leased(delivery) is None:
+                return LOST
             self.publish(queue, mid, body, eta)
-            msg = self._messages.get(delivery.mid)
-            if msg is not None and msg.lease is not None:
-                del self._messages[delivery.mid]
+            del self._messages[delivery.mid]
+            return OK
 
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
         with self._cond:
+            known = node_id in self._nodes
             self._nodes[node_id] = NodeRecord(node_id, time.time(), dict(info))
+            return known
 
     def release(self, node_id: str, consumer: str | None = None) -> int:
         with self._cond:
@@ -198,6 +232,10 @@ class MemoryStore(Broker, ResultBackend):
     # -- result backend ----------------------------------------------------------------
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
         with self._cond:
+            found = self._lookup(task_id)
+            if found is not None and found[0] in READY_STATES and \
+                    (found[0], state) != (REVOKED, REVOKED):
+                return  # a final state stays; only a REVOKED mark may be refined
             # None or <= 0 means never, as Celery reads result_expires
             expires = None if not ttl or ttl <= 0 else time.monotonic() + ttl
             self._results[task_id] = (state, bytes(blob), expires)

@@ -162,8 +162,13 @@ class PostgresResults(ResultBackend):
                 conn.execute(
                     f"INSERT INTO {TABLE} (task_id, state, expires, blob) "
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (task_id) DO UPDATE SET "
-                    "state = excluded.state, expires = excluded.expires, blob = excluded.blob",
-                    (task_id, state, expires, bytes(blob)))
+                    "state = excluded.state, expires = excluded.expires, blob = excluded.blob "
+                    # A final state stays unless expired: a late or second outcome (a
+                    # stale node's) must not replace the one a caller may have seen.
+                    f"WHERE {TABLE}.state NOT IN ('SUCCESS', 'FAILURE', 'REVOKED') "
+                    f"OR {TABLE}.expires <= %s "
+                    f"OR ({TABLE}.state = 'REVOKED' AND excluded.state = 'REVOKED')",
+                    (task_id, state, expires, bytes(blob), now))
                 if state in READY_STATES:  # delivered at commit, after the row is visible
                     conn.execute("SELECT pg_notify('qm_' || md5(%s), '')", (task_id,))
             if now >= self._next_purge:

@@ -2,7 +2,7 @@
 
 Each consumer claims for itself (its own broker connection, batches of the prefetch
 multiplier) and tells the node main process what it runs through a status pipe:
-`B <mid> <queue> <task_id> <time_limit|-> <name>` when a task begins, `E` when its
+`B <mid> <queue> <token|-> <task_id> <time_limit|-> <name>` when a task begins, `E` when its
 outcome is stored. The main process uses those lines for hard time limits, titles
 and counts; it never touches messages itself.
 
@@ -10,6 +10,11 @@ Warm stop: the node sends SIGUSR2 (prefork) or calls `request_stop` (threads). A
 idle consumer blocked in `claim` leaves at once (the handler raises `WarmStop`); a
 busy one finishes its task, gives back its unstarted prefetched messages and leaves.
 Whatever a dying consumer still holds, the main process releases after reaping it.
+
+A consumer claims only while its node stands well with the broker (`liveness`): after
+a broker error it waits for the node's next good heartbeat, and when that heartbeat
+says the node had been judged dead, it drops its prefetched messages unrun (their
+leases went back to the queue; another node runs them).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from qmulti import protocol
 from qmulti.brokers.base import Broker, Delivery
 from qmulti.exceptions import BrokerError, SoftTimeLimitExceeded
 from qmulti.node import logs, proctitle
-from qmulti.node.execute import Hooks, RateLimiter, Running, Runtime, execute
+from qmulti.node.execute import LOST_LEASE, Hooks, RateLimiter, Running, Runtime, execute
+from qmulti.node.liveness import Liveness
+from qmulti.node.retry import retrying
 from qmulti.system.backoff import Backoff
 
 # Longest a consumer blocks in claim: bounds how late a threads-pool consumer notices
@@ -54,6 +61,7 @@ class ConsumerSpec:
     max_tasks: int | None = None
     max_memory_kib: int | None = None
     concurrency: int = 1  # rate limits are shared out between the consumers
+    liveness: Liveness | None = None  # the node's standing; None outside a node
 
 
 class Consumer:
@@ -77,6 +85,7 @@ class Consumer:
         self.exit_code = 0
         self.lock = threading.Lock()
         self.pending: list[Delivery] = []
+        self.reaped_seen = 0  # the node's reaped count when `pending` was claimed
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler (prefork) or a call from the main thread (threads)."""
@@ -100,19 +109,47 @@ class Consumer:
                              len(rest))
         return len(rest)
 
+    def drop_pending(self, why: str) -> None:
+        """Give up the prefetched messages unrun: their leases were (or may have been)
+        taken back. The nack is fenced, so a lease that did go back is left alone."""
+        with self.lock:
+            rest, self.pending = self.pending, []
+            if rest:
+                broker = self.rt.broker
+                retrying(self.rt, lambda: broker.nack(rest))
+        if rest:
+            self.rt.log.info("Consumer %s dropped %d prefetched message(s) unrun: %s",
+                             self.name, len(rest), why)
+
+    def _wait_for_node(self, not_before: float) -> None:
+        """Claim only while the node's heartbeat is fresh (and, after a broker error, newer
+        than it): interruptible by a warm stop, as an idle claim is."""
+        live = self.spec.liveness
+        while live is not None and not self.stop_requested and not live.may_claim(not_before):
+            self.idle = True
+            try:
+                time.sleep(0.05)
+            finally:
+                self.idle = False
+
     def run(self) -> str:
         backoff = Backoff(first=0.1, cap=5.0)
         log = self.rt.log
+        not_before = 0.0  # monotonic time of this consumer's last broker error
+        live = self.spec.liveness
         while not self.stop_requested:
+            self._wait_for_node(not_before)
             self.idle = True
             try:
                 if self.stop_requested:
                     break
+                reaped = 0 if live is None else live.reaped
                 batch = self.rt.broker.claim(self.spec.queues, self.spec.node_id, self.name,
                                              self.spec.prefetch, CLAIM_TIMEOUT)
             except BrokerError as exc:
                 self.idle = False
                 delay = backoff.next_delay(0.0)
+                not_before = time.monotonic()
                 log.warning("Consumer %s: broker error while claiming (%s); retrying in "
                             "%.1fs", self.name, exc, delay)
                 time.sleep(delay)
@@ -122,19 +159,26 @@ class Consumer:
             backoff.reset()
             with self.lock:
                 self.pending = list(batch)
+                self.reaped_seen = reaped
             reason = self._run_pending()
             if reason:
                 return reason
         return "stop"
 
     def _run_pending(self) -> str | None:
+        live = self.spec.liveness
         while True:
+            if live is not None and live.reaped != self.reaped_seen:
+                self.drop_pending("the broker had judged this node dead")
             with self.lock:
                 if self.stop_requested or not self.pending:
                     break
                 delivery = self.pending.pop(0)
             try:
-                execute(self.rt, delivery, self.hooks)
+                if execute(self.rt, delivery, self.hooks) == LOST_LEASE:
+                    # Claimed together, reaped together: the rest went back too.
+                    self.drop_pending("their leases were taken back")
+                    continue
             except (BrokerError, SoftTimeLimitExceeded):
                 raise  # the claim loop retries the broker; a late soft limit ends the task
             except Exception as exc:
@@ -206,8 +250,8 @@ class PipeHooks:
 
     def begin(self, running: Running) -> None:
         limit = "-" if running.time_limit is None else f"{running.time_limit:g}"
-        self._write(f"B {running.mid} {running.queue} {running.task_id} {limit} "
-                    f"{running.name}")
+        self._write(f"B {running.mid} {running.queue} {running.token or '-'} "
+                    f"{running.task_id} {limit} {running.name}")
         if self.in_process:
             proctitle.set_title(proctitle.child_title(self.node, self.index, running.name,
                                                       running.task_id))
@@ -326,6 +370,9 @@ def _child_main(setup: ChildSetup, started: list[Consumer]) -> int:
         return 0
     except BrokenPipeError:
         return 1  # the node is gone
+    except BrokerError as exc:  # gave up storing an outcome (see retry.GaveUp): one line
+        log.error("Pool child %d (%s) leaves: %s", setup.index, setup.consumer, exc)
+        return 1
     except Exception:
         log.exception("Pool child %d (%s) crashed", setup.index, setup.consumer)
         return 1

@@ -16,14 +16,12 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from qmulti import protocol
-from qmulti.brokers.base import Broker, Delivery, ResultBackend
+from qmulti.brokers.base import LOST, Broker, Delivery, ResultBackend
 from qmulti.exceptions import (
-    BrokerConnectionError,
     ContentDisallowed,
     Ignore,
     MalformedMessage,
@@ -34,13 +32,14 @@ from qmulti.exceptions import (
     TaskRevokedError,
     TimeLimitExceeded,
 )
+from qmulti.node.retry import retrying as _retrying
+from qmulti.node.retry import settle
 from qmulti.request import ExceptionInfo, Request
 from qmulti.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
 
-T = TypeVar("T")
-# How long a child keeps retrying to store an outcome while the broker is unreachable
-# before it gives up (exits; the node releases the lease and the task runs again).
-STORE_PATIENCE = 60.0
+# What `execute` returns when the message's lease was taken back before the task began
+# (its node was judged dead): the task is not run here; the node that leased it since runs it.
+LOST_LEASE = "LOST"
 
 
 class RateLimiter:
@@ -106,6 +105,7 @@ class Running:
     name: str
     time_limit: float | None
     soft_time_limit: float | None
+    token: str = ""  # the lease's, so the node can settle the message for a killed child
 
 
 class Hooks(Protocol):
@@ -148,7 +148,7 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
     if _is_revoked(rt, env.id):
         rt.log.info("Task %s[%s] was revoked; not running it", env.task, env.id)
         # The REVOKED mark is the result; keep it as stored.
-        _retrying(rt, lambda: rt.broker.ack([delivery]))
+        settle(rt, f"Revoked task {env.id}", lambda: rt.broker.ack([delivery]))
         _emit(rt, "on_revoked", task, request, False)
         return REVOKED
     _emit(rt, "on_received", rt, request)
@@ -195,8 +195,14 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
                                      "hostname": rt.hostname}, retries=env.retries,
                                      node=rt.hostname)
     backend = None if _own(task, "ignore_result", rt.ignore_result) else rt.backend
-    _retrying(rt, lambda: rt.broker.start(delivery, env.id, started, backend, rt.ttl))
-    running = Running(delivery.mid, delivery.queue, env.id, env.task, *limits)
+    if _retrying(rt, lambda: rt.broker.start(delivery, env.id, started, backend,
+                                             rt.ttl)) == LOST:
+        rt.log.info("Task %s[%s] not run here: its lease was taken back before it began "
+                    "(this node was judged dead); the node holding it now runs it",
+                    env.task, env.id)
+        return LOST_LEASE
+    running = Running(delivery.mid, delivery.queue, env.id, env.task, *limits,
+                      token=delivery.token)
     hooks.begin(running)
     args, kwargs = list(env.args), dict(env.kwargs)
     fixups = getattr(rt.app, "fixups", None) or ()
@@ -220,7 +226,8 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
         return state
     except Ignore as exc:
         rt.log.info("Task %s[%s] ignored", env.task, env.id)
-        _retrying(rt, lambda: rt.broker.finish(delivery, env.id, "IGNORED", None, None, rt.ttl))
+        settle(rt, f"Task {env.task}[{env.id}]",
+               lambda: rt.broker.finish(delivery, env.id, "IGNORED", None, None, rt.ttl))
         hooks.end()
         _emit(rt, "after_execute", task, request, exc, "IGNORED")
         return "IGNORED"
@@ -244,7 +251,8 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     meta = None if backend is None else protocol.encode_result(
         env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct,
         extended=_extended(rt, env, delivery))
-    _retrying(rt, lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl))
+    settle(rt, f"Task {env.task}[{env.id}]",
+           lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl))
     hooks.end()
     _after(rt, task, request, SUCCESS, retval)
     return SUCCESS
@@ -265,7 +273,8 @@ def _fail(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     meta = None if backend is None else protocol.encode_result(
         env.id, FAILURE, protocol.exception_to_dict(exc), traceback=tb, retries=env.retries,
         node=rt.hostname, extended=_extended(rt, env, delivery))
-    _retrying(rt, lambda: rt.broker.finish(delivery, env.id, FAILURE, meta, backend, rt.ttl))
+    settle(rt, f"Task {env.task}[{env.id}]",
+           lambda: rt.broker.finish(delivery, env.id, FAILURE, meta, backend, rt.ttl))
     hooks.end()
     _after(rt, task, request, FAILURE, exc, einfo)
     return FAILURE
@@ -292,7 +301,8 @@ def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, e
         backend = rt.backend
         _retrying(rt, lambda: backend.set(env.id, RETRY, meta, rt.ttl))
     queue = env.queue or delivery.queue
-    _retrying(rt, lambda: rt.broker.reschedule(delivery, queue, again.mid, body, when))
+    settle(rt, f"Task {env.task}[{env.id}] retry",
+           lambda: rt.broker.reschedule(delivery, queue, again.mid, body, when))
     hooks.end()
     _after(rt, task, request, RETRY, exc)
     return RETRY
@@ -301,10 +311,11 @@ def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, e
 def _reject(rt: Runtime, delivery: Delivery, env: protocol.Envelope, exc: Reject) -> str:
     if exc.requeue:
         rt.log.warning("Task %s[%s] rejected and requeued: %s", env.task, env.id, exc.reason)
-        _retrying(rt, lambda: rt.broker.nack([delivery]))
+        settle(rt, f"Task {env.task}[{env.id}]", lambda: rt.broker.nack([delivery]))
         return "REQUEUED"
     rt.log.warning("Task %s[%s] rejected; dead-lettered: %s", env.task, env.id, exc.reason)
-    _retrying(rt, lambda: rt.broker.dead_letter(delivery, f"rejected: {exc.reason}"))
+    settle(rt, f"Task {env.task}[{env.id}]",
+           lambda: rt.broker.dead_letter(delivery, f"rejected: {exc.reason}"))
     return "DEAD"
 
 
@@ -318,7 +329,7 @@ def _refuse_undecodable(rt: Runtime, delivery: Delivery, exc: Exception) -> str:
                  reason)
     if task_id and rt.backend is not None:
         _store_failure(rt, task_id, exc)
-    _retrying(rt, lambda: rt.broker.dead_letter(delivery, reason))
+    settle(rt, f"Message {delivery.mid}", lambda: rt.broker.dead_letter(delivery, reason))
     _emit(rt, "on_reject", rt, delivery, exc, None)
     return "DEAD"
 
@@ -331,7 +342,7 @@ def _refuse_unregistered(rt: Runtime, delivery: Delivery, env: protocol.Envelope
     exc = NotRegistered(reason)
     if rt.backend is not None:
         _store_failure(rt, env.id, exc)
-    _retrying(rt, lambda: rt.broker.dead_letter(delivery, reason))
+    settle(rt, f"Message {delivery.mid}", lambda: rt.broker.dead_letter(delivery, reason))
     _emit(rt, "on_unknown", rt, delivery, env.task, env.id, exc)
     return "DEAD"
 
@@ -352,7 +363,8 @@ def _revoke(rt: Runtime, delivery: Delivery, env: protocol.Envelope, why: str) -
                                   protocol.exception_to_dict(TaskRevokedError(why)),
                                   retries=env.retries, node=rt.hostname)
     backend = rt.backend
-    _retrying(rt, lambda: rt.broker.finish(delivery, env.id, REVOKED, meta, backend, rt.ttl))
+    settle(rt, f"Task {env.task}[{env.id}]",
+           lambda: rt.broker.finish(delivery, env.id, REVOKED, meta, backend, rt.ttl))
     return REVOKED
 
 
@@ -364,7 +376,7 @@ def store_time_limit(broker: Broker, backend: ResultBackend | None, running: Run
                             f"{running.time_limit:g}s")
     meta = protocol.encode_result(running.task_id, FAILURE, protocol.exception_to_dict(exc),
                                   traceback=f"TimeLimitExceeded: {exc}\n", node=node)
-    delivery = Delivery(running.mid, running.queue, b"", 0)
+    delivery = Delivery(running.mid, running.queue, b"", 0, running.token)
     broker.finish(delivery, running.task_id, FAILURE, meta, backend, ttl)
 
 
@@ -415,21 +427,6 @@ def _handler(rt: Runtime, task: Any, name: str, *args: Any) -> None:
     except Exception:
         rt.log.exception("%s handler of task %s raised (ignored)", name,
                          getattr(task, "name", "?"))
-
-
-def _retrying(rt: Runtime, call: Callable[[], T]) -> T:
-    """Retry a broker write while the broker is unreachable, with capped backoff."""
-    deadline = time.monotonic() + STORE_PATIENCE
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except BrokerConnectionError as exc:
-            if time.monotonic() >= deadline:
-                raise
-            rt.log.warning("Broker unreachable (%s); retrying in %.1fs", exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def format_traceback(exc: BaseException) -> str:

@@ -38,6 +38,7 @@ from qmulti.node.child import (
     result_ttl,
 )
 from qmulti.node.execute import store_time_limit
+from qmulti.node.liveness import Liveness
 from qmulti.node.pool import Death, PreforkPool, ThreadPool, Worker
 from qmulti.system.backoff import Backoff
 from qmulti.system.notify import Notifier
@@ -97,11 +98,15 @@ class Node:
         self.next_revoke_check = 0.0
         self.next_tidy = 0.0  # monotonic time of the next idle store housekeeping
         self.beat_failures = 0
+        # No reaping of other nodes before this (monotonic): after the broker was out of
+        # reach, every node gets one full expiry to heartbeat again before any is judged.
+        self.reap_after = 0.0
+        self.liveness = Liveness(opts.heartbeat_expiry)
         self.last_status = ""
         self.next_status = 0.0
         self.spec = ConsumerSpec(opts.name, self.node_id, opts.queues, opts.prefetch,
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
-                                 opts.concurrency)
+                                 opts.concurrency, self.liveness)
         self.scaler = None if opts.autoscale is None else Autoscaler(*opts.autoscale)
         self.wakeup = Wakeup()
         if opts.pool == "prefork":
@@ -415,9 +420,11 @@ class Node:
         while True:
             try:
                 self.app.broker.heartbeat(self.node_id, self._info())
+                self.liveness.beat()
                 self.next_beat = time.monotonic() + self.opts.heartbeat_interval
                 if failures:
                     log.warning("Broker reachable again after %d tries; starting", failures)
+                    self.reap_after = time.monotonic() + self.opts.heartbeat_expiry
                 return True
             except BrokerConnectionError as exc:
                 # One clear line, then quiet retries: the broker may come back, and a log
@@ -468,8 +475,15 @@ class Node:
         try:
             broker = self.app.broker
             self._autoscale(broker)
-            broker.heartbeat(self.node_id, self._info())
-            requeued = broker.requeue_dead_nodes(self.opts.heartbeat_expiry)
+            known = broker.heartbeat(self.node_id, self._info())
+            self.liveness.beat(reaped=not known)
+            if not known:
+                self._reaped()
+            if self.beat_failures:
+                self.reap_after = now + self.opts.heartbeat_expiry
+            requeued = 0
+            if now >= self.reap_after:
+                requeued = broker.requeue_dead_nodes(self.opts.heartbeat_expiry)
             while self.pending_release:
                 broker.release(self.node_id, self.pending_release[0])
                 self.pending_release.pop(0)
@@ -489,6 +503,17 @@ class Node:
             log.warning("Requeued %d task(s) held by nodes whose heartbeat expired", requeued)
         self.next_beat = now + self.opts.heartbeat_interval
         self._tidy(now)
+
+    def _reaped(self) -> None:
+        """The heartbeat reply said the broker had judged this node dead (it stalled or
+        was cut off past the expiry): its leases went back and may run elsewhere. Each
+        consumer drops its prefetched messages before its next task (see Liveness);
+        running tasks finish, their results kept only where no final one came first."""
+        busy = sum(1 for w in self.pool.all() if w.running)
+        log.warning("%s: the broker had judged this node dead (no heartbeat for over %gs) "
+                    "and gave its tasks back to the queue; dropping prefetched tasks, "
+                    "%d running task(s) may finish", self.opts.name,
+                    self.opts.heartbeat_expiry, busy)
 
     def _tidy(self, now: float) -> None:
         """Store housekeeping, only while no child runs a task: it must never slow work."""

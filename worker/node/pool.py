@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qmulti.exceptions import BrokerError
 from qmulti.node import child as child_mod
 from qmulti.node import logs
 from qmulti.node.execute import Running
@@ -59,11 +60,12 @@ class Worker:
         for raw in lines:
             line = raw.decode("utf-8", "replace")
             if line.startswith("B "):
-                parts = line.split(" ", 5)
-                if len(parts) == 6:
-                    _, mid, queue, task_id, limit, name = parts
+                parts = line.split(" ", 6)
+                if len(parts) == 7:
+                    _, mid, queue, token, task_id, limit, name = parts
                     self.running = Running(mid, queue, task_id, name,
-                                           None if limit == "-" else float(limit), None)
+                                           None if limit == "-" else float(limit), None,
+                                           token="" if token == "-" else token)
                     self.began = time.monotonic()
             elif line == "E":
                 self.running = None
@@ -202,6 +204,9 @@ class ThreadPool:
             app.middleware.emit("process_start", app, consumer)
             try:
                 consumer.run()
+            except BrokerError as exc:  # gave up storing an outcome (retry.GaveUp): one line
+                consumer.exit_code = 1
+                log.error("Pool thread %d (%s) leaves: %s", w.index, w.consumer, exc)
             except Exception:
                 consumer.exit_code = 1
                 log.exception("Pool thread %d (%s) crashed", w.index, w.consumer)

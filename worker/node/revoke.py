@@ -55,5 +55,6 @@ def store_terminated(broker: Broker, backend: ResultBackend | None, running: Any
     exc = TaskRevokedError(f"task {running.task_id} was revoked and terminated")
     meta = protocol.encode_result(running.task_id, REVOKED, protocol.exception_to_dict(exc),
                                   node=node)
-    broker.finish(Delivery(running.mid, running.queue, b"", 0), running.task_id, REVOKED,
-                  meta, backend, ttl)
+    # The lease's token (from the child's status line): finish is fenced.
+    delivery = Delivery(running.mid, running.queue, b"", 0, running.token)
+    broker.finish(delivery, running.task_id, REVOKED, meta, backend, ttl)

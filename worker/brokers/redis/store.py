@@ -1,7 +1,9 @@
 """`redis://`: the production broker and result backend, in one class.
 
 Every state change of a message is one Lua script (`lua/*.lua`, each headed by its KEYS
-and ARGV); this module only picks keys and arguments and shapes the replies. Round
+and ARGV); this module only picks keys and arguments and shapes the replies. A lease's
+token is the first 22 characters of its `leased` value (claim time and index), so the
+fence costs no extra key and no extra round trip. Round
 trips per task on the hot path: claim 1 per batch, start 1, finish 1 (result + ack).
 
 Blocking without polling: each queue has a `wake` list that holds at most one token
@@ -23,6 +25,8 @@ from typing import Any
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     DEFAULT_MAX_DELIVERIES,
+    LOST,
+    OK,
     Broker,
     BrokerStats,
     DeadLetter,
@@ -152,83 +156,92 @@ class RedisStore(Broker, ResultBackend):
             if reply[0]:
                 due = float(reply[0])
                 wait = due if wait is None else min(wait, due)
-            for i in range(1, len(reply), 3):
+            for i in range(1, len(reply), 4):
                 mid = reply[i].decode()
-                out.append(Delivery(mid, queue, reply[i + 1], int(reply[i + 2])))
+                out.append(Delivery(mid, queue, reply[i + 1], int(reply[i + 2]),
+                                    reply[i + 3].decode()))
                 self._held[mid] = who
         return out, wait
 
-    def begin(self, delivery: Delivery) -> None:
+    def begin(self, delivery: Delivery) -> str:
         k = self._queue(delivery.queue)
-        self._link.script("begin", (k.msgs, k.deliveries), (delivery.mid,))
+        count = self._link.script("begin", (k.deliveries, k.leased),
+                                  (delivery.mid, delivery.token))
+        return OK if count else LOST
 
     def _by_queue(self, deliveries: Sequence[Delivery]) -> dict[str, list[str]]:
+        """(mid, token) pairs, flat, per queue, in the given order."""
         groups: dict[str, list[str]] = {}
         for d in deliveries:
-            groups.setdefault(d.queue, []).append(d.mid)
+            groups.setdefault(d.queue, []).extend((d.mid, d.token))
         return groups
 
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
+    def _fenced(self, script: str, deliveries: Sequence[Delivery]) -> str:
+        """ack or nack: one script per queue, one round trip; LOST unless all acted."""
         commands = []
-        for queue, mids in self._by_queue(deliveries).items():
+        for queue, pairs in self._by_queue(deliveries).items():
             k = self._queue(queue)
-            commands.append(self._link.eval_command("ack", (k.msgs, k.deliveries, k.leased),
-                                                    mids))
-        self._link.pipeline(commands)
+            keys = (k.msgs, k.deliveries, k.leased) if script == "ack" else k.give_back
+            commands.append(self._link.eval_command(script, keys, pairs))
+        done = sum(int(n) for n in self._link.pipeline(commands))
         self._forget_held([d.mid for d in deliveries])
+        return OK if done == len(deliveries) else LOST
 
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
-        commands = []
-        for queue, mids in self._by_queue(deliveries).items():
-            k = self._queue(queue)
-            commands.append(self._link.eval_command("nack", k.give_back, mids))
-        self._link.pipeline(commands)
-        self._forget_held([d.mid for d in deliveries])
+    def ack(self, deliveries: Sequence[Delivery]) -> str:
+        return self._fenced("ack", deliveries)
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def nack(self, deliveries: Sequence[Delivery]) -> str:
+        return self._fenced("nack", deliveries)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> str:
         k = self._queue(delivery.queue)
-        self._link.script("dead_letter", k.dead_letter, (delivery.mid, reason))
+        moved = self._link.script("dead_letter", k.dead_letter,
+                                  (delivery.mid, delivery.token, reason))
         self._forget_held([delivery.mid])
+        return OK if moved else LOST
 
     def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
-                   eta: float | None) -> None:
-        if queue != delivery.queue:  # two hash tags: publish first, then ack (base order)
-            super().reschedule(delivery, queue, mid, body, eta)
-            return
-        k = self._queue(queue)
-        self._link.script("reschedule",
-                          (k.msgs, k.deliveries, k.leased, k.ready, k.scheduled, k.wake),
-                          (delivery.mid, mid, body, _eta_arg(eta)))
+                   eta: float | None) -> str:
+        old, new = self._queue(delivery.queue), self._queue(queue)
+        ready = self._link.script(
+            "reschedule",
+            (old.msgs, old.deliveries, old.leased, new.msgs, new.ready, new.scheduled,
+             new.wake),
+            (delivery.mid, delivery.token, mid, body, _eta_arg(eta)))
         self._forget_held([delivery.mid])
+        return LOST if int(ready) < 0 else OK
 
     # -- the result path: one round trip each when this store is also the backend -------
     def start(self, delivery: Delivery, task_id: str, meta: bytes,
-              backend: ResultBackend | None, ttl: float | None) -> None:
+              backend: ResultBackend | None, ttl: float | None) -> str:
         if backend is not self:
-            super().start(delivery, task_id, meta, backend, ttl)
-            return
+            return super().start(delivery, task_id, meta, backend, ttl)
         k = self._queue(delivery.queue)
-        self._link.script("start", (k.msgs, k.deliveries, result_key(task_id)),
-                          (delivery.mid, "STARTED", meta, _ttl_ms(ttl)))
+        count = self._link.script("start", (k.deliveries, k.leased, result_key(task_id)),
+                                  (delivery.mid, delivery.token, "STARTED", meta,
+                                   _ttl_ms(ttl)))
+        return OK if count else LOST
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
-               backend: ResultBackend | None, ttl: float | None) -> None:
+               backend: ResultBackend | None, ttl: float | None) -> str:
         if backend is not self or meta is None:
-            super().finish(delivery, task_id, state, meta, backend, ttl)
-            return
+            return super().finish(delivery, task_id, state, meta, backend, ttl)
         k = self._queue(delivery.queue)
-        self._link.script(
+        acked = self._link.script(
             "finish",
             (k.msgs, k.deliveries, k.leased, result_key(task_id), notify_key(task_id)),
-            (delivery.mid, state, meta, _ttl_ms(ttl), "1" if state in READY_STATES else "0",
+            (delivery.mid, delivery.token, state, meta, _ttl_ms(ttl),
+             "1" if state in READY_STATES else "0",
              _ttl_ms(min(NOTIFY_TTL, ttl) if ttl and ttl > 0 else NOTIFY_TTL)),
         )
         self._forget_held([delivery.mid])
+        return OK if acked else LOST
 
     # -- nodes and leases ----------------------------------------------------------------
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
-        self._link.script("heartbeat", (NODES, NODEINFO),
-                          (node_id, json.dumps(dict(info), default=str)))
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
+        known = self._link.script("heartbeat", (NODES, NODEINFO),
+                                  (node_id, json.dumps(dict(info), default=str)))
+        return bool(known)
 
     def _give_back(self, selectors: Sequence[tuple[str, str, str]]) -> int:
         """Run give_back.lua on every known queue in one round trip (atomic per queue)."""

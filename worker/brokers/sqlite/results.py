@@ -23,6 +23,7 @@ from qmulti.states import READY_STATES
 POLL_FIRST = 0.001
 WAIT_POLL_CAP = 0.02
 PURGE_EVERY = 60.0  # seconds between sweeps of expired results, per process
+_FINAL_SQL = "(" + ",".join(f"'{state}'" for state in sorted(READY_STATES)) + ")"
 
 
 class SqliteResults(ResultBackend):
@@ -49,10 +50,15 @@ class SqliteResults(ResultBackend):
              ttl: float | None) -> None:
         now = time.time()
         expires = None if not ttl or ttl <= 0 else now + ttl  # <= 0: never, as Celery
+        # A final state stays (unless it has expired): a stale node's late write, or a
+        # STARTED of a second run, must not replace the outcome a caller may have seen.
+        # Only a REVOKED replaces a REVOKED (revoke()'s mark, then the node's verdict).
         conn.execute("INSERT INTO results (task_id, state, expires, blob) VALUES (?,?,?,?) "
                      "ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, "
-                     "expires = excluded.expires, blob = excluded.blob",
-                     (task_id, state, expires, bytes(blob)))
+                     "expires = excluded.expires, blob = excluded.blob "
+                     f"WHERE results.state NOT IN {_FINAL_SQL} OR results.expires <= ? "
+                     "OR (results.state = 'REVOKED' AND excluded.state = 'REVOKED')",
+                     (task_id, state, expires, bytes(blob), now))
         if now >= self._next_purge:
             # Now and then, not on every write: the sweep walks an index of expiry times,
             # so it costs only the rows it deletes.

@@ -19,7 +19,7 @@ from qmulti.exceptions import BrokerConnectionError, BrokerError, ConfigError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: messages.token and messages.begun (fenced leases)
 
 # Message states. One table with a state column (rather than a table per state) means a
 # claim or a nack rewrites a few small columns of one row and never copies the body.
@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS messages (
     deliveries INTEGER NOT NULL DEFAULT 0,
     node TEXT,
     consumer TEXT,
+    token TEXT,
+    begun INTEGER NOT NULL DEFAULT 0,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, seq) WHERE state = {READY};
@@ -155,6 +157,7 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                _upgrade(conn)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -165,6 +168,20 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+# Columns added since version 1, for a file an older release made. Its leases have no
+# token, so they are never current: their nodes' expiry gives them back.
+_ADDED = (("token", "token TEXT"), ("begun", "begun INTEGER NOT NULL DEFAULT 0"))
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring an older file's tables up to SCHEMA (inside the schema transaction, so two
+    processes upgrading at once do it once)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    for name, column in _ADDED:
+        if name not in have:
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {column}")
 
 
 def _set_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:

@@ -6,6 +6,9 @@ once are serialized by SQLite's write lock and no message is handed out twice. R
 that only decide whether to try (is anything ready?) run outside the write lock, so idle
 consumers polling an empty queue do not queue up behind busy ones.
 
+A lease is fenced by a `token`, random per claim: every call on a leased message names
+(mid, token), so a call under a lease that has since been given back matches no row.
+
 Queue order is a per-queue `seq`: publish puts a message after the last ready one, a
 nack or release puts it before the first, so a message given back is the next one out.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -24,6 +28,8 @@ from typing import Any
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     DEFAULT_MAX_DELIVERIES,
+    LOST,
+    OK,
     Broker,
     BrokerStats,
     DeadLetter,
@@ -123,12 +129,13 @@ class SqliteStore(Broker, SqliteResults):
         self._move_due(conn)
         if eta is not None and eta > time.time():
             conn.execute(
-                "INSERT INTO messages (mid, queue, state, seq, eta, body) VALUES (?,?,?,0,?,?)",
-                (mid, queue, SCHEDULED, eta, bytes(body)))
-        else:
+                "INSERT INTO messages (mid, queue, state, seq, eta, body) VALUES (?,?,?,0,?,?) "
+                "ON CONFLICT (mid) DO NOTHING", (mid, queue, SCHEDULED, eta, bytes(body)))
+        else:  # a mid stored already is a re-send: the first one stands
             conn.execute(
                 f"INSERT INTO messages (mid, queue, state, seq, eta, body) "
-                f"VALUES (?,?,{READY},{_TAIL_SEQ},?,?)", (mid, queue, queue, eta, bytes(body)))
+                f"VALUES (?,?,{READY},{_TAIL_SEQ},?,?) ON CONFLICT (mid) DO NOTHING",
+                (mid, queue, queue, eta, bytes(body)))
 
     # -- consuming -------------------------------------------------------------------------
     @translated
@@ -165,6 +172,7 @@ class SqliteStore(Broker, SqliteResults):
     def _claim_now(self, queues: list[str], node_id: str, consumer: str,
                    limit: int) -> list[Delivery]:
         out: list[Delivery] = []
+        token = secrets.token_hex(6)  # one per batch: it fences (mid, token) pairs
         with self._write() as conn:
             self._move_due(conn)
             for queue in queues:
@@ -176,9 +184,10 @@ class SqliteStore(Broker, SqliteResults):
                     good = [r for r in rows if r[2] < self.max_deliveries]
                     poison = [r for r in rows if r[2] >= self.max_deliveries]
                     conn.executemany(
-                        f"UPDATE messages SET state = {LEASED}, node = ?, consumer = ? "
-                        f"WHERE id = ?", [(node_id, consumer, r[0]) for r in good])
-                    out.extend(Delivery(r[1], queue, r[3], r[2]) for r in good)
+                        f"UPDATE messages SET state = {LEASED}, node = ?, consumer = ?, "
+                        f"token = ?, begun = 0 WHERE id = ?",
+                        [(node_id, consumer, token, r[0]) for r in good])
+                    out.extend(Delivery(r[1], queue, r[3], r[2], token) for r in good)
                     for r in poison:
                         self._bury(conn, r[0], f"delivered {r[2]} times without an outcome")
                     if not poison or len(rows) < want:
@@ -200,78 +209,101 @@ class SqliteStore(Broker, SqliteResults):
                      (reason, time.time(), row_id))
         conn.execute("DELETE FROM messages WHERE id = ?", (row_id,))
 
+    def _lease_id(self, conn: sqlite3.Connection, delivery: Delivery) -> int | None:
+        """The message's row id while the delivery's lease is its current one."""
+        row = conn.execute(f"SELECT id FROM messages WHERE mid = ? AND state = {LEASED} "
+                           f"AND token = ?", (delivery.mid, delivery.token)).fetchone()
+        return None if row is None else int(row[0])
+
     @translated
-    def begin(self, delivery: Delivery) -> None:
+    def begin(self, delivery: Delivery) -> str:
         with self._write() as conn:
-            self._begin(conn, delivery)
+            return self._begin(conn, delivery)
 
-    def _begin(self, conn: sqlite3.Connection, delivery: Delivery) -> None:
-        conn.execute(f"UPDATE messages SET deliveries = deliveries + 1 "
-                     f"WHERE mid = ? AND state = {LEASED}", (delivery.mid,))
+    def _begin(self, conn: sqlite3.Connection, delivery: Delivery) -> str:
+        counted = conn.execute(
+            f"UPDATE messages SET deliveries = deliveries + 1, begun = 1 WHERE mid = ? "
+            f"AND state = {LEASED} AND token = ? AND begun = 0",
+            (delivery.mid, delivery.token)).rowcount
+        if counted:
+            return OK
+        # Counted already under this lease (a re-send), or the lease is gone.
+        return OK if self._lease_id(conn, delivery) is not None else LOST
 
     @translated
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
+    def ack(self, deliveries: Sequence[Delivery]) -> str:
         with self._write() as conn:
-            self._ack(conn, deliveries)
+            return self._ack(conn, deliveries)
 
-    def _ack(self, conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
-        conn.executemany(f"DELETE FROM messages WHERE mid = ? AND state = {LEASED}",
-                         [(d.mid,) for d in deliveries])
+    def _ack(self, conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> str:
+        done = conn.executemany(
+            f"DELETE FROM messages WHERE mid = ? AND state = {LEASED} AND token = ?",
+            [(d.mid, d.token) for d in deliveries]).rowcount
+        return OK if done == len(deliveries) else LOST
 
     @translated
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
+    def nack(self, deliveries: Sequence[Delivery]) -> str:
         with self._write() as conn:
             # Last first, each before the current head: they end up in their given order.
-            conn.executemany(
+            done = conn.executemany(
                 f"UPDATE messages SET state = {READY}, node = NULL, consumer = NULL, "
-                f"seq = {_HEAD_SEQ} WHERE mid = ? AND state = {LEASED}",
-                [(d.mid,) for d in reversed(deliveries)])
+                f"token = NULL, seq = {_HEAD_SEQ} WHERE mid = ? AND state = {LEASED} "
+                f"AND token = ?", [(d.mid, d.token) for d in reversed(deliveries)]).rowcount
+        return OK if done == len(deliveries) else LOST
 
     @translated
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, reason: str) -> str:
         with self._write() as conn:
-            row = conn.execute(f"SELECT id FROM messages WHERE mid = ? AND state = {LEASED}",
-                               (delivery.mid,)).fetchone()
-            if row is not None:
-                self._bury(conn, row[0], reason)
+            row_id = self._lease_id(conn, delivery)
+            if row_id is None:
+                return LOST
+            self._bury(conn, row_id, reason)
+            return OK
 
     @translated
     def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
-                   eta: float | None) -> None:
+                   eta: float | None) -> str:
         with self._write() as conn:
+            row_id = self._lease_id(conn, delivery)
+            if row_id is None:
+                return LOST  # given back meanwhile, or this is a re-send of a done one
             self._insert(conn, queue, mid, body, eta)
-            self._ack(conn, [delivery])
+            conn.execute("DELETE FROM messages WHERE id = ?", (row_id,))
+            return OK
 
     # -- the result path in one transaction ------------------------------------------------
     @translated
     def start(self, delivery: Delivery, task_id: str, meta: bytes,
-              backend: ResultBackend | None, ttl: float | None) -> None:
+              backend: ResultBackend | None, ttl: float | None) -> str:
         if backend is not self:
-            super().start(delivery, task_id, meta, backend, ttl)
-            return
+            return super().start(delivery, task_id, meta, backend, ttl)
         with self._write() as conn:
-            self._begin(conn, delivery)
+            if self._begin(conn, delivery) == LOST:
+                return LOST
             self._set(conn, task_id, "STARTED", meta, ttl)
+            return OK
 
     @translated
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
-               backend: ResultBackend | None, ttl: float | None) -> None:
+               backend: ResultBackend | None, ttl: float | None) -> str:
         if backend is not self:
-            super().finish(delivery, task_id, state, meta, backend, ttl)
-            return
+            return super().finish(delivery, task_id, state, meta, backend, ttl)
         with self._write() as conn:
             if meta is not None:
                 self._set(conn, task_id, state, meta, ttl)
-            self._ack(conn, [delivery])
+            return self._ack(conn, [delivery])
 
     # -- nodes and leases ------------------------------------------------------------------
     @translated
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
         doc = json.dumps(dict(info), default=str)
         with self._write() as conn:
-            conn.execute("INSERT INTO nodes (node_id, heartbeat, info) VALUES (?,?,?) "
-                         "ON CONFLICT (node_id) DO UPDATE SET heartbeat = excluded.heartbeat, "
-                         "info = excluded.info", (node_id, time.time(), doc))
+            known = conn.execute("UPDATE nodes SET heartbeat = ?, info = ? WHERE node_id = ?",
+                                 (time.time(), doc, node_id)).rowcount
+            if not known:
+                conn.execute("INSERT INTO nodes (node_id, heartbeat, info) VALUES (?,?,?)",
+                             (node_id, time.time(), doc))
+            return bool(known)
 
     @translated
     def release(self, node_id: str, consumer: str | None = None) -> int:
@@ -284,7 +316,7 @@ class SqliteStore(Broker, SqliteResults):
         ids = conn.execute(f"SELECT id FROM messages WHERE {where} ORDER BY seq DESC, id DESC",
                            params).fetchall()
         conn.executemany(f"UPDATE messages SET state = {READY}, node = NULL, consumer = NULL, "
-                         f"seq = {_HEAD_SEQ} WHERE id = ?", ids)
+                         f"token = NULL, seq = {_HEAD_SEQ} WHERE id = ?", ids)
         return len(ids)
 
     @translated

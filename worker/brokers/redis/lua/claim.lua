@@ -16,9 +16,11 @@
 --         its reply arriving; its leases not in ARGV[6..] go back to the head first
 -- ARGV[6..] mids this consumer still holds (only read when ARGV[5] == '1')
 -- Lease value: 16-digit claim time in microseconds .. 6-digit index in the batch ..
---   '\n' .. node_id .. '\n' .. consumer. The fixed-width prefix sorts in claim order
---   (so give-backs keep queue order) and dates the lease for requeue_dead_nodes.
--- Returns {wait, mid1, body1, deliveries1, mid2, ...}; wait is '' or the seconds
+--   begun flag ('-', '+' once begin/start counted it) .. '\n' .. node_id .. '\n' ..
+--   consumer. The fixed-width prefix sorts in claim order (so give-backs keep queue
+--   order) and dates the lease for requeue_dead_nodes. Its first 22 characters are the
+--   lease's token: every later call on the message must name it (fencing).
+-- Returns {wait, mid1, body1, deliveries1, token1, mid2, ...}; wait is '' or the seconds
 -- until the next scheduled eta (a string: Lua numbers would be truncated).
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -37,7 +39,7 @@ if ARGV[5] == '1' then
   local lost = {}
   local all = redis.call('HGETALL', KEYS[5])
   for i = 1, #all, 2 do
-    if string.sub(all[i + 1], 23) == owner and not held[all[i]] then
+    if string.sub(all[i + 1], 24) == owner and not held[all[i]] then
       lost[#lost + 1] = {all[i + 1], all[i]}
     end
   end
@@ -68,10 +70,12 @@ while n < limit do
         redis.call('HSET', KEYS[9], mid, body)
       else
         n = n + 1
-        redis.call('HSET', KEYS[5], mid, stamp .. string.format('%06d', n) .. owner)
+        local token = stamp .. string.format('%06d', n)
+        redis.call('HSET', KEYS[5], mid, token .. '-' .. owner)
         out[#out + 1] = mid
         out[#out + 1] = body
         out[#out + 1] = count
+        out[#out + 1] = token
       end
     end
   end

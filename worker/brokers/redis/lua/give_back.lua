@@ -2,7 +2,7 @@
 -- order. Serves release (one node, or one consumer of it) and requeue_dead_nodes (the
 -- leases a dead node took before it was judged dead, so its later leases stay its own).
 -- KEYS[1] {qmulti:<q>}:leased  hash  mid -> lease (16-digit claim us, 6-digit index,
---                                     '\n' node_id '\n' consumer)
+--                                     begun flag, '\n' node_id '\n' consumer)
 -- KEYS[2] {qmulti:<q>}:ready   list  mids
 -- KEYS[3] {qmulti:<q>}:wake    list  wake-up token
 -- ARGV[3i+1] node_id
@@ -20,7 +20,7 @@ for i = 1, #ARGV, 3 do
   selectors[#selectors + 1] = sel
 end
 local function matches(lease)
-  local owner = string.sub(lease, 23)
+  local owner = string.sub(lease, 24)
   for _, sel in ipairs(selectors) do
     local hit
     if sel.exact then

@@ -6,11 +6,12 @@
 -- ARGV[1] mid
 -- ARGV[2] body
 -- ARGV[3] eta in unix seconds, or '' for none
--- Returns 1 when the message went to the ready list, 0 when it was scheduled.
+-- Returns 1 when the message went to the ready list, 0 when it was scheduled, -1 when
+-- the mid was stored already (a re-send: the first one stands, queued once).
 -- The eta is compared with the server clock so that every host agrees on "due".
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 local eta = tonumber(ARGV[3])
 local ready = 1
 if eta ~= nil and eta > now then
