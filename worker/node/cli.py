@@ -207,10 +207,19 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         for line in compat.notes(args):
             log.info("%s", line)
         node = Node(app, opts, notifier, pidfile)
+        embedded = None
+        if args.beat:
+            from qmulti.node.beat import Embedded
+
+            embedded = Embedded(app, opts.name)  # a bad schedule: ConfigError, exit 78
         app.middleware.emit("node_init", app, node)  # worker_init
         try:
+            if embedded is not None:
+                embedded.start()
             code = node.run()
         finally:
+            if embedded is not None:
+                embedded.stop()
             app.middleware.emit("node_shutdown", app, node)  # worker_shutdown
     finally:
         if pidfile is not None and not (node is not None and node.restart_requested):
