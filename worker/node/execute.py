@@ -158,7 +158,9 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
 
 def _emit(rt: Runtime, hook: str, *args: Any) -> None:
     """One middleware hook (worker/middleware.py): observes only, never raises."""
-    rt.app.middleware.emit(hook, rt.app, *args)
+    stack = rt.app.middleware
+    if stack.executing:  # nothing installed, no receiver: no more work per task
+        stack.emit(hook, rt.app, *args)
 
 
 def _after(rt: Runtime, task: Any, request: Any, state: str, retval: Any,
