@@ -44,6 +44,7 @@ QWORKER_VALUE_OPTIONS: dict[str, str | None] = {
     "--prefetch-multiplier": None,
     "--uid": None,
     "--gid": None,
+    "--workdir": None,  # `~` expanded here, as in --pidfile and --logfile
 }
 # Celery's `-b URL` and `--result-backend URL`: qworker reads them from the
 # environment, which keeps a password out of `ps` (see nodes.Node.env).
@@ -61,8 +62,9 @@ NAMING_OPTIONS: dict[str, str | None] = {
     "--prefix": None,
     "--suffix": None,
 }
-# The controller's own settings.
-CONTROL_VALUE_OPTIONS: dict[str, str | None] = {"--timeout": None}
+# The controller's own settings. `--executable` is the Python that runs each node
+# (Celery's name for it).
+CONTROL_VALUE_OPTIONS: dict[str, str | None] = {"--timeout": None, "--executable": None}
 CONTROL_FLAGS: dict[str, str | None] = {
     "--json": None,
     "--quiet": "-q",
@@ -110,12 +112,15 @@ class ParsedArgs:
     options: list[Option] = field(default_factory=list)
     passthrough: list[str] = field(default_factory=list)
 
-    def take(self, key: str) -> Option | None:
+    def take(self, key: str, prefer: str | None = None) -> Option | None:
         """Remove every global `key` option and return the last one (last wins).
 
+        With `prefer`, the last one spelt so wins over the other spellings, as
+        Celery reads `--hostname` before `-n` whatever their order.
         Per-node forms of a qmulti-only option make no sense and are refused.
         """
         found: Option | None = None
+        preferred: Option | None = None
         kept: list[Option] = []
         for opt in self.options:
             if opt.key != key:
@@ -126,8 +131,10 @@ class ParsedArgs:
                     f"{opt.spelling}:{opt.spec}: {opt.spelling} cannot be given per node"
                 )
             found = opt
+            if opt.spelling == prefer:
+                preferred = opt
         self.options = kept
-        return found
+        return preferred or found
 
     def take_value(self, key: str, default: str | None = None) -> str | None:
         opt = self.take(key)

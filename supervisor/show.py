@@ -30,7 +30,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from qmulti.supervisor.grammar import build, expand, find, node_keys
+from qmulti.supervisor.grammar import build, expand, find, host_keys, node_keys
 from qmulti.supervisor.options import GrammarError
 
 ExpandUser = Callable[[str], str]
@@ -66,6 +66,7 @@ def get(argv: list[str], hostname: str, expanduser: ExpandUser = _same) -> list[
         raise GrammarError("get needs a node name, as in: qmulti get w1 w1 w2 -c 2")
     wanted, rest = argv[0], argv[1:]
     nodes = build(rest, hostname, expanduser).nodes
+    wanted = expand(wanted, host_keys(hostname), "node name")  # as the NODES were
     node = find(nodes, wanted)
     if node is None:
         listing = ", ".join(n.name for n in nodes)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 
 from qmulti.pidfiles import PidfileError, remove_stale
@@ -68,10 +67,10 @@ class Supervised:
         """
         self.last_status, self.stage, self.we_killed = "", "", False
         self.quit_at = self.kill_at = None
-        argv = [sys.executable, "-m", "qmulti", *self.argv]
+        argv = [*self.node.command(), *self.argv]
         try:
             pid = os.posix_spawn(
-                sys.executable, argv, self.env, setpgroup=0, setsigdef=HANDLED,
+                argv[0], argv, self.env, setpgroup=0, setsigdef=HANDLED,
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
             )
         except OSError:
