@@ -19,6 +19,9 @@ tests/supervisor/test_show.py):
   so no password shows in `ps`) and shown first as `VAR=URL`; URL passwords
   show as `***`; `%%` in --logfile stays `%%` (the node expands the path once
   more); words are shell-quoted where needed, so the line can be pasted.
+- `--executable PY` runs each node with that Python (`PY -m qmulti`); `~` expands
+  in `--workdir`, `--pidfile` and `--logfile`; `--help` anywhere before `--` prints
+  the usage; `--hostname` wins over `-n` whatever their order, as in Celery.
 - `get NODE` prints that node's qworker arguments without the program (Celery
   prints its argv without the executable); NODE may be the short name when it
   is unique (Celery needs `w1@host`), and an unknown NODE is an error line and
