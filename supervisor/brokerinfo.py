@@ -29,6 +29,7 @@ class NodeBrokerInfo:
     active: int | None = None
     finished: int | None = None
     heartbeat_age: float | None = None  # seconds since its last heartbeat
+    autoscale: tuple[int, int] | None = None  # (MAX, MIN) children under --autoscale
 
 
 @dataclass
@@ -122,9 +123,12 @@ def gather(url: str, cwd: str, now: float | None = None) -> BrokerInfo:
         name = record.info.get("name")
         if not isinstance(name, str):
             continue
+        scale = record.info.get("autoscale")
+        bounds = (tuple(scale) if isinstance(scale, list) and len(scale) == 2
+                  and all(_int(v) is not None for v in scale) else None)
         info.nodes[name] = NodeBrokerInfo(
             _int(record.info.get("active")), _int(record.info.get("finished")),
-            max(0.0, now - record.heartbeat))
+            max(0.0, now - record.heartbeat), bounds)  # type: ignore[arg-type]
     return info
 
 

@@ -31,6 +31,7 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti expand   TEMPLATE NODES
        qmulti get      NODE NODES [qworker options]
        qmulti supervise NODES [qworker options]
+       qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
 NODES: a count (3 -> celery1..celery3) or names (w1 w2 w1@example.com).
 Per-node options: -c:1-3 4, -c:w1 8, --logfile:w2=w2.log; `--` passes the rest to
 every node; %h %n %d in options, %i %I in paths (expanded per pool child).
@@ -77,6 +78,12 @@ def _cluster_command(operation: str) -> Command:
     return run
 
 
+def cmd_beat(argv: list[str]) -> int:
+    from qmulti.supervisor import beat_cmd
+
+    return beat_cmd.run(argv)
+
+
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
@@ -96,6 +103,7 @@ COMMANDS: dict[str, Command] = {
     "expand": _lines(show.expand_template),
     "get": _lines(show.get),
     "supervise": cmd_supervise,
+    "beat": cmd_beat,
 }
 
 

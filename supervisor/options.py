@@ -45,6 +45,11 @@ QWORKER_VALUE_OPTIONS: dict[str, str | None] = {
     "--uid": None,
     "--gid": None,
     "--workdir": None,  # `~` expanded here, as in --pidfile and --logfile
+    # Celery's (worker/node/compat.py)
+    "--autoscale": None,
+    "--optimization": "-O",
+    "--exclude-queues": "-X",
+    "--statedb": "-S",
 }
 # Celery's `-b URL` and `--result-backend URL`: qworker reads them from the
 # environment, which keeps a password out of `ps` (see nodes.Node.env).
@@ -73,7 +78,11 @@ CONTROL_FLAGS: dict[str, str | None] = {
     "--no-color": None,
 }
 # qworker flags that must not swallow the next word; --detach is always passed.
-QWORKER_FLAGS: dict[str, str | None] = {"--detach": "-D"}
+QWORKER_FLAGS: dict[str, str | None] = {
+    "--detach": "-D", "--task-events": "-E", "--beat": "-B", "--purge": None,
+    "--discard": None, "--without-gossip": None, "--without-mingle": None,
+    "--without-heartbeat": None,
+}
 
 _VALUE_OPTIONS = {**QWORKER_VALUE_OPTIONS, **URL_OPTIONS, **PATH_OPTIONS, **NAMING_OPTIONS,
                   **CONTROL_VALUE_OPTIONS}

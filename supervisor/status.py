@@ -39,9 +39,15 @@ class NodeStatus:
     active: int | None = None  # tasks running now, per the node's last heartbeat
     finished: int | None = None  # tasks finished since the node started
     heartbeat_age: float | None = None  # seconds since the node's last heartbeat
+    autoscale: tuple[int, int] | None = None  # (MAX, MIN) when the pool autoscales
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        if self.autoscale is None:
+            del doc["autoscale"]  # the same document as before for a fixed pool
+        else:
+            doc["autoscale"] = {"max": self.autoscale[0], "min": self.autoscale[1]}
+        return doc
 
 
 def node_status(node: Node, cwd: str) -> NodeStatus:
@@ -86,13 +92,19 @@ def _dash(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def _children(row: NodeStatus) -> str:
+    if row.autoscale is None:
+        return _dash(row.children)
+    return f"{_dash(row.children)} (autoscale {row.autoscale[1]}-{row.autoscale[0]})"
+
+
 def render_table(rows: list[NodeStatus], broker: bool = False) -> list[str]:
     head = ("NODE", "STATE", "PID", "UPTIME", "RSS", "CHILDREN")
     table = [head + (("ACTIVE", "FINISHED", "HEARTBEAT") if broker else ())]
     for row in rows:
         cells: tuple[str, ...] = (row.name, row.state, _dash(row.pid),
                                   _human_seconds(row.uptime), _human_bytes(row.rss),
-                                  _dash(row.children))
+                                  _children(row))
         if broker:
             beat = "-" if row.heartbeat_age is None else f"{row.heartbeat_age:.1f}s ago"
             cells += (_dash(row.active), _dash(row.finished), beat)
@@ -122,6 +134,7 @@ def _merge(row: NodeStatus, info: brokerinfo.BrokerInfo) -> None:
     if seen is not None:
         row.active, row.finished = seen.active, seen.finished
         row.heartbeat_age = seen.heartbeat_age
+        row.autoscale = seen.autoscale
 
 
 def run_status(inv: Invocation, cwd: str | None = None, out: TextIO | None = None,

@@ -163,12 +163,32 @@ class App(Connections):
             name = f"{module}.{fun.__qualname__}"
         if options.get("rate_limit") is not None:
             parse_rate(options["rate_limit"])
+        if options.get("pydantic"):
+            from qmulti.pydantic_args import wrap
+
+            fun = wrap(fun, name, bool(options.get("pydantic_strict")),
+                       options.get("pydantic_context"), options.get("pydantic_dump_kwargs"))
         cls = base or self.task_cls
         task = cls(fun, self, name, **options)
         with self._lock:
             self.tasks[name] = task
             self._annotate(task)
         return task
+
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Any = (), kwargs: Any = (),
+                          name: str | None = None, **opts: Any) -> str:
+        """Add an entry to `beat_schedule`, as Celery's method does: `sig` is a signature
+        (its args, kwargs and options are used) or a task name; returns the entry name."""
+        from qmulti.canvas import Signature, signature
+
+        if not isinstance(sig, Signature):
+            sig = signature(getattr(sig, "name", sig), args or (), dict(kwargs or {}),
+                            app=self)
+        entry = {"task": sig.name, "schedule": schedule, "args": sig.args,
+                 "kwargs": sig.kwargs, "options": {**sig.options, **opts}}
+        key = name or repr(sig)
+        self.conf.beat_schedule = {**self.conf.beat_schedule, key: entry}
+        return key
 
     # -- sending ---------------------------------------------------------------------------
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, *,

@@ -133,7 +133,8 @@ class SharedTask:
         app = get_current_app()
         name = self._name
         task = app.tasks.get(name) if name else None
-        if task is None or task.run is not self._fun:
+        # getattr: a task's run may wrap the function (pydantic=True)
+        if task is None or getattr(task.run, "__wrapped__", task.run) is not self._fun:
             task = app._register(self._fun, **self._options)
             object.__setattr__(self, "_name", task.name)
         return task

@@ -9,6 +9,7 @@ cost a second round trip.
 
 from __future__ import annotations
 
+import signal as os_signals
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -219,17 +220,22 @@ class AsyncResult:
         app.result_cache.discard(self.id)
         app.backend.forget(self.id)
 
-    def revoke(self, terminate: bool = False, **_ignored: Any) -> None:
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None,
+               wait: bool = False, timeout: float | None = None, **_ignored: Any) -> None:
         """Mark a task that has not finished as REVOKED, so a node skips it.
 
-        For now this stores a REVOKED result when the task is not ready; a node checks it
-        before running the task. A task already running finishes and its outcome replaces
-        the mark: stopping running tasks (`terminate`) is completed by issue 6."""
+        With `terminate=True` a running task is stopped too, wherever it runs, within a
+        second: `signal` TERM (the default) or KILL ends its pool child (replaced by a
+        new one), USR1 raises SoftTimeLimitExceeded inside the task. Without it, a task
+        already running finishes (see worker/node/revoke.py)."""
         app = self._app()
         if self.ready():
             return
+        extra = None
+        if terminate:
+            extra = {"terminate": revoke_signal(signal)}
         exc = TaskRevokedError(f"task {self.id} was revoked")
-        blob = encode_result(self.id, states.REVOKED, exception_to_dict(exc))
+        blob = encode_result(self.id, states.REVOKED, exception_to_dict(exc), extended=extra)
         app.backend.set(self.id, states.REVOKED, blob, app.conf.result_expires)
 
     # -- identity --------------------------------------------------------------------------
@@ -301,3 +307,22 @@ class EagerResult(AsyncResult):
 
     def __repr__(self) -> str:
         return f"<EagerResult: {self.id}>"
+
+
+_REVOKE_SIGNALS = frozenset({"TERM", "KILL", "INT", "QUIT", "HUP", "ABRT", "USR1", "ALRM"})
+
+
+def revoke_signal(value: Any) -> str:
+    """`'TERM'`, `'SIGTERM'`, `signal.SIGTERM` or 15 -> `'TERM'`; one we cannot honour
+    is a ValueError at the caller, before anything is stored."""
+    if isinstance(value, int):
+        try:
+            value = os_signals.Signals(value).name
+        except ValueError:
+            raise ValueError(f"unknown signal {value!r}") from None
+    name = str(value or "TERM").upper()
+    name = name[3:] if name.startswith("SIG") else name
+    if name not in _REVOKE_SIGNALS:
+        raise ValueError(f"revoke(terminate=True) cannot send signal {value!r}; use TERM, "
+                         "KILL or USR1")
+    return name

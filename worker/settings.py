@@ -242,6 +242,8 @@ TABLE: tuple[Setting, ...] = (
        _int_min(1, optional=True)),
     _S("worker_max_memory_per_child", "CELERYD_MAX_MEMORY_PER_CHILD", None,  # KiB
        _int_min(1, optional=True)),
+    # -- periodic tasks (qmulti.node.beat) ----------------------------------------------
+    _S("beat_schedule", "CELERYBEAT_SCHEDULE", {}, _mapping),
     _S("worker_heartbeat_interval", None, 2.0, _seconds(False)),
     _S("worker_heartbeat_expiry", None, 10.0, _seconds(False)),
 )

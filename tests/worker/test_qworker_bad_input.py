@@ -37,7 +37,7 @@ def one_line_error(text: str) -> str:
         (["-A", "tasks", "-c", "0"], 64, r"must be greater than 0"),
         (["-A", "tasks", "-c", "many"], 64, r"many"),
         (["-A", "tasks", "-l", "loud"], 64, r"unknown log level 'loud'"),
-        (["-A", "tasks", "-P", "gevent"], 64, r"gevent"),
+        (["-A", "tasks", "-P", "nonsense"], 64, r"nonsense"),
         (["-l", "info"], 64, r"missing -A"),
         (["-A", "tasks", "--pidfile", "afile/w1.pid"], 78, r"cannot create pidfile"),
         (["-A", "tasks", "--logfile", "afile/w1.log"], 78, r"cannot open log file"),

@@ -162,6 +162,28 @@ class Broker(ABC):
     def purge(self, queue: str) -> int:
         """Delete every ready message of a queue; returns how many."""
 
+    # -- periodic tasks (any number of schedulers; see qmulti.beat) -----------------------
+    def clock(self) -> float:
+        """The broker's time (unix seconds): every scheduler reads due times off one clock,
+        so hosts whose clocks disagree still agree on ticks."""
+        import time
+
+        return time.time()
+
+    def beat_state(self) -> dict[str, float]:
+        """Entry name -> the due time of the last tick sent for it."""
+        raise NotImplementedError(f"{type(self).__name__} has no periodic-task support")
+
+    def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes) -> bool:
+        """Send the tick (`entry`, `due`) if no tick of `entry` at or after `due` was sent:
+        the claim and the publish in one atomic step. True if this call sent it. A second
+        call with the same arguments sends nothing (idempotent)."""
+        raise NotImplementedError(f"{type(self).__name__} has no periodic-task support")
+
+    def beat_forget(self, entries: Sequence[str]) -> None:
+        """Drop the stored state of entries no longer configured."""
+        raise NotImplementedError(f"{type(self).__name__} has no periodic-task support")
+
     def tidy(self) -> None:  # noqa: B027 - optional hook
         """Housekeeping an idle node does now and then (SQLite: hand the write-ahead log
         back to the file system). Must be cheap and safe to skip."""

@@ -47,6 +47,7 @@ class MemoryStore(Broker, ResultBackend):
         self._ready: dict[str, deque[str]] = {}
         self._scheduled: set[str] = set()
         self._dead: dict[str, DeadLetter] = {}
+        self._beat: dict[str, float] = {}  # entry name -> due time of the last tick sent
         self._nodes: dict[str, NodeRecord] = {}
         self._results: dict[str, tuple[str, bytes, float | None]] = {}
 
@@ -244,3 +245,21 @@ class MemoryStore(Broker, ResultBackend):
     def forget(self, task_id: str) -> None:
         with self._cond:
             self._results.pop(task_id, None)
+
+    # -- periodic tasks ------------------------------------------------------------------
+    def beat_state(self) -> dict[str, float]:
+        with self._cond:
+            return dict(self._beat)
+
+    def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes) -> bool:
+        with self._cond:
+            if self._beat.get(entry, float("-inf")) >= due:
+                return False
+            self._beat[entry] = float(due)
+            self.publish(queue, mid, body)
+            return True
+
+    def beat_forget(self, entries: Sequence[str]) -> None:
+        with self._cond:
+            for entry in entries:
+                self._beat.pop(entry, None)

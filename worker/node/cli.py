@@ -20,13 +20,13 @@ from typing import Any, NoReturn
 import click
 
 from qmulti.exceptions import ConfigError, QmultiError, UsageError
-from qmulti.node import logs
+from qmulti.node import compat, logs
 from qmulti.node.mainloop import ENV_REEXEC
 from qmulti.system import exitcodes
 from qmulti.system.notify import Notifier
 from qmulti.urls import mask_url, parse_url
 
-POOLS = ("prefork", "solo", "threads")
+POOLS = ("prefork", "solo", "threads", *compat.UNSUPPORTED_POOLS)
 DEFAULT_PIDFILE = "%n.pid"  # qmulti's default too: `qmulti stop` finds a detached node by it
 
 
@@ -52,6 +52,17 @@ class Args:
     gid: str | None = None
     workdir: str | None = None
     settings: tuple[str, ...] = ()  # NAME=VALUE words after `--`, Celery's command-line config
+    # Celery's flags (worker/node/compat.py)
+    task_events: bool = False
+    beat: bool = False
+    autoscale: str | None = None
+    optimization: str | None = None
+    purge: bool = False
+    exclude_queues: str | None = None
+    statedb: str | None = None
+    without_gossip: bool = False
+    without_mingle: bool = False
+    without_heartbeat: bool = False
 
 
 def _positive(kind: type) -> Any:
@@ -84,6 +95,7 @@ def _positive(kind: type) -> Any:
 @click.option("-D", "--detach", is_flag=True, help="run in the background")
 @click.option("--uid", help="user to run as (name or id)")
 @click.option("--gid", help="group to run as (name or id)")
+@compat.options
 @click.option("--workdir", help="directory to change to before loading the app")
 @click.argument("settings", nargs=-1)
 def _command(**values: Any) -> Args:
@@ -113,6 +125,7 @@ def parse_args(argv: list[str]) -> Args:
         word = (stray or bad)[0]
         raise UsageError(f"unexpected argument {word!r}: settings go after `--` as "
                          "NAME=VALUE; see qworker --help")
+    compat.parse_autoscale(result.autoscale)  # a malformed value is a usage error now
     return result
 
 
@@ -166,6 +179,7 @@ def _logs_to_stderr() -> bool:
 
 
 def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
+    compat.check_pool(args.pool)  # gevent patches the standard library before any import
     from qmulti.node.mainloop import Node
 
     if args.workdir:
@@ -212,6 +226,8 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
                  "%d task(s) registered", opts.name, mask_url(str(app.conf.broker_url or "")),
                  opts.pool, opts.concurrency, opts.prefetch, ",".join(opts.queues),
                  len(app.tasks))
+        for line in compat.notes(args):
+            log.info("%s", line)
         node = Node(app, opts, notifier, pidfile)
         code = node.run()
     finally:
@@ -324,7 +340,17 @@ def build_options(args: Args, level: int, app: Any) -> Any:
     pool = args.pool
     if pool == "solo":
         concurrency = 1
-    queues = _queues(args.queues, setting("task_default_queue") or "celery")
+    queues = compat.exclude(_queues(args.queues, setting("task_default_queue") or "celery"),
+                            args.exclude_queues)
+    autoscale = compat.parse_autoscale(args.autoscale)
+    if autoscale is not None and pool == "prefork":
+        concurrency = autoscale[1]  # grows from MIN under a backlog
+    elif autoscale is not None:
+        autoscale = None  # threads cannot be added and retired on demand
+    if args.optimization == "fair" or (pool == "gevent" and not args.prefetch_multiplier):
+        # fair (and gevent): no task waits behind a busy child or green thread; the rest
+        # stay in the broker for whichever is free
+        prefetch = 1
     return NodeOptions(
         name=name, queues=queues, concurrency=int(concurrency), pool=pool,
         prefetch=int(prefetch),
@@ -336,6 +362,7 @@ def build_options(args: Args, level: int, app: Any) -> Any:
         loglevel=level, logfile=args.logfile,
         heartbeat_interval=float(setting("worker_heartbeat_interval") or 2.0),
         heartbeat_expiry=float(setting("worker_heartbeat_expiry") or 10.0),
+        purge=args.purge, autoscale=autoscale,
     )
 
 

@@ -30,6 +30,7 @@ from qmulti.exceptions import (
     NotRegistered,
     Reject,
     Retry,
+    SoftTimeLimitExceeded,
     TaskRevokedError,
     TimeLimitExceeded,
 )
@@ -210,6 +211,13 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
         return "IGNORED"
     except Exception as exc:
         runtime = time.monotonic() - began
+        if isinstance(exc, SoftTimeLimitExceeded) and _is_revoked(rt, env.id):
+            # revoke(terminate=True, signal='USR1'): the task was asked to stop
+            rt.log.warning("Task %s[%s] revoked: stopped after %.3fs", env.task, env.id,
+                           runtime)
+            state = _revoke(rt, delivery, env, "revoked and terminated")
+            hooks.end()
+            return state
         if backend is None and _own(task, "store_errors_even_if_ignored", rt.store_errors):
             backend = rt.backend
         return _fail(rt, delivery, env, task, exc, runtime, backend, hooks)

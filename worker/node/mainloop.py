@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qmulti.exceptions import BrokerConnectionError
-from qmulti.node import logs, proctitle
+from qmulti.node import logs, proctitle, revoke
+from qmulti.node.autoscale import Autoscaler
 from qmulti.node.child import (
     ChildSetup,
     ConsumerSpec,
@@ -67,6 +68,8 @@ class NodeOptions:
     logfile: str | None = None  # template, may hold %I
     heartbeat_interval: float = 2.0
     heartbeat_expiry: float = 10.0
+    purge: bool = False  # --purge: delete the waiting messages of our queues at start
+    autoscale: tuple[int, int] | None = None  # (MAX, MIN) children
 
 
 class Node:
@@ -89,6 +92,7 @@ class Node:
         self.respawn_at: dict[int, float] = {}
         self.respawn_delay: dict[int, float] = {}
         self.next_beat = 0.0
+        self.next_revoke_check = 0.0
         self.next_tidy = 0.0  # monotonic time of the next idle store housekeeping
         self.beat_failures = 0
         self.last_status = ""
@@ -96,6 +100,7 @@ class Node:
         self.spec = ConsumerSpec(opts.name, self.node_id, opts.queues, opts.prefetch,
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
                                  opts.concurrency)
+        self.scaler = None if opts.autoscale is None else Autoscaler(*opts.autoscale)
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.wake_r, self.wake_w):
             os.set_blocking(fd, False)
@@ -110,6 +115,8 @@ class Node:
         proctitle.set_title(proctitle.main_title(self.opts.name))
         if not self._connect():
             return 0  # stopped by a signal before the broker came up
+        if self.opts.purge:
+            self._purge()
         self._reconcile()
         queues = ",".join(self.opts.queues)
         log.info("%s ready: %d %s child(ren) consuming from %s", self.opts.name,
@@ -122,6 +129,7 @@ class Node:
             self._handle_signals()
             self._reap()
             self._check_time_limits()
+            self._check_revoked()
             self._tick()
             self._reconcile()
         self._shutdown()
@@ -138,6 +146,8 @@ class Node:
             timeout = min(timeout, max(0.0, min(self.respawn_at.values()) - time.monotonic()))
         if any(w.running and w.running.time_limit for w in self.pool.all()):
             timeout = min(timeout, 0.1)
+        if any(w.running for w in self.pool.all()):
+            timeout = min(timeout, max(0.0, self.next_revoke_check - time.monotonic()))
         watchdog = self.notifier.watchdog_due_in()
         if watchdog is not None:
             timeout = min(timeout, watchdog)
@@ -147,10 +157,13 @@ class Node:
         return min(timeout, 1.0)
 
     def _wait(self, timeout: float) -> None:
-        fds = [self.wake_r] + [w.rfd for w in self.pool.all() if not w.eof]
+        # poll, not select: -P gevent -c 500 has more than FD_SETSIZE (1024) descriptors
+        poller = select.poll()
+        for fd in [self.wake_r] + [w.rfd for w in self.pool.all() if not w.eof]:
+            poller.register(fd, select.POLLIN)
         try:
-            ready, _, _ = select.select(fds, [], [], timeout)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            ready = {fd for fd, _ in poller.poll(max(0, int(timeout * 1000 + 0.999)))}
+        except InterruptedError:  # pragma: no cover - PEP 475 retries poll
             return
         for w in self.pool.all():
             if w.rfd in ready:
@@ -273,16 +286,21 @@ class Node:
         self._read_status(w)  # an "E" may still sit in the pipe
         os.close(w.rfd)
         self.finished_dead += w.finished
-        expected = death.clean or self.state == COLD or w.timed_out is not None
+        terminated = w.revoked is not None and w.running == w.revoked
+        expected = (death.clean or self.state == COLD or w.timed_out is not None
+                    or terminated)
         level = logging.INFO if expected else logging.WARNING
         doing = f" while running {w.running.name}[{w.running.task_id}]" if w.running else ""
         hint = ""
-        if "SIGKILL" in death.description and w.timed_out is None and self.state != COLD:
+        if ("SIGKILL" in death.description and w.timed_out is None and not terminated
+                and self.state != COLD):
             hint = " (SIGKILL: the out-of-memory killer or a kill -9)"
         log.log(level, "Pool child %d (%s) %s%s%s", w.index, w.consumer, death.description,
                 doing, hint)
         if w.timed_out is not None and w.running == w.timed_out:
             self._store_time_limit(w.timed_out)
+        elif terminated:
+            self._store_terminated(w.revoked)
         self._release(w.consumer)
         crashed_at_start = (not death.clean and w.running is None and w.finished == 0
                             and time.monotonic() - w.spawned < 1.0)
@@ -311,6 +329,43 @@ class Node:
                              result_ttl(self.app.conf))
         except Exception as err:
             log.error("Could not store the time-limit failure of %s: %s", running.task_id, err)
+
+    def _store_terminated(self, running: Any) -> None:
+        try:
+            revoke.store_terminated(self.app.broker, self.app.backend, running,
+                                    self.opts.name, result_ttl(self.app.conf))
+        except Exception as err:
+            log.error("Could not store REVOKED for %s: %s", running.task_id, err)
+
+    def _check_revoked(self) -> None:
+        """revoke(terminate=True): signal the child running a task whose REVOKED mark
+        asks for it (see worker/node/revoke.py), once per task."""
+        now = time.monotonic()
+        if now < self.next_revoke_check:
+            return
+        self.next_revoke_check = now + revoke.POLL
+        busy = [w for w in self.pool.all() if w.running and w.revoked != w.running]
+        if not busy:
+            return
+        try:
+            backend = self.app.backend
+            accept = frozenset(self.app.conf.accept_content or ["json"])
+            asked = [(w, revoke.requested(backend, w.running.task_id, accept)) for w in busy]
+        except Exception as exc:  # the heartbeat path reports an outage; look again later
+            log.debug("Could not look up revoked tasks: %s", exc)
+            return
+        for w, name in asked:
+            r = w.running
+            if name is None or r is None:
+                continue
+            w.revoked = r
+            if self.pool.kind != "prefork":
+                log.warning("Task %s[%s] revoked with terminate; a %s pool cannot stop it",
+                            r.name, r.task_id, self.opts.pool)
+                continue
+            log.warning("Task %s[%s] revoked: terminating it (%s) in pool child %d",
+                        r.name, r.task_id, name, w.index)
+            self.pool.signal(w, revoke.os_signal(name))
 
     def _check_time_limits(self) -> None:
         now = time.monotonic()
@@ -391,6 +446,26 @@ class Node:
                 return False
             delay = min(delay * 2, MAX_BACKOFF)
 
+    def _purge(self) -> None:
+        """--purge, as Celery's: the waiting messages of this node's queues are deleted
+        before any child consumes (scheduled and leased ones are not waiting)."""
+        count = sum(self.app.broker.purge(queue) for queue in self.opts.queues)
+        log.warning("--purge: deleted %d waiting message(s) from %s", count,
+                    ",".join(self.opts.queues))
+
+    def _autoscale(self, broker: Any) -> None:
+        if self.scaler is None or self.state != RUNNING:
+            return
+        depth = broker.stats().queues
+        waiting = sum(int(depth.get(q, 0)) for q in self.opts.queues)
+        busy = sum(1 for w in self.pool.all() if w.running)
+        want = self.scaler.want(self.desired, busy, waiting)
+        if want != self.desired:
+            log.info("autoscale: pool %s to %d children (%d busy, %d waiting; %d..%d)",
+                     "grows" if want > self.desired else "shrinks", want, busy, waiting,
+                     self.scaler.low, self.scaler.high)
+            self.desired = want
+
     def _tick(self) -> None:
         self.notifier.watchdog()
         self._report_status()
@@ -399,6 +474,7 @@ class Node:
             return
         try:
             broker = self.app.broker
+            self._autoscale(broker)
             broker.heartbeat(self.node_id, self._info())
             requeued = broker.requeue_dead_nodes(self.opts.heartbeat_expiry)
             while self.pending_release:
@@ -458,6 +534,7 @@ class Node:
         return {
             "name": self.opts.name, "pid": self.pid, "hostname": socket.gethostname(),
             "concurrency": self.desired, "pool": self.opts.pool,
+            "autoscale": list(self.opts.autoscale) if self.opts.autoscale else None,
             "active": sum(1 for w in workers if w.running),
             "finished": self.finished_dead + sum(w.finished for w in workers),
             "started_at": self.started_at, "queues": list(self.opts.queues),

@@ -44,6 +44,7 @@ class Worker:
     stopping: bool = False  # asked to stop warmly (not replaced)
     retiring: bool = False  # TTOU: not replaced
     timed_out: Running | None = None  # killed for its hard time limit while running this
+    revoked: Running | None = None  # signalled for revoke(terminate=True) while running this
     eof: bool = False
 
     @property
@@ -124,6 +125,9 @@ class PreforkPool:
 
     def kill(self, worker: Worker) -> None:
         self._signal(worker, signal.SIGKILL)
+
+    def signal(self, worker: Worker, sig: int) -> None:
+        self._signal(worker, sig)
 
     def forward(self, sig: int) -> None:
         for worker in self.all():
@@ -225,6 +229,9 @@ class ThreadPool:
         # A thread cannot be killed; a cold stop leaves it and releases its leases,
         # and the process exits under it.
         self.stop(worker)
+
+    def signal(self, worker: Worker, sig: int) -> None:
+        pass  # a thread cannot be signalled
 
     def forward(self, sig: int) -> None:
         pass

@@ -16,6 +16,7 @@ from collections.abc import Mapping, MutableMapping
 ENV_SOCKET = "NOTIFY_SOCKET"
 ENV_WATCHDOG = "WATCHDOG_USEC"
 ENV_WATCHDOG_PID = "WATCHDOG_PID"
+SEND_TIMEOUT = 1.0  # seconds a datagram may wait for room in the receiver's queue
 
 
 class Notifier:
@@ -51,6 +52,9 @@ class Notifier:
             address = "\0" + address[1:]
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # A receiver that stopped reading (its queue is full) must not hang the
+                # node's main loop: after a second the datagram is dropped.
+                sock.settimeout(SEND_TIMEOUT)
                 sock.connect(address)
                 sock.sendall(text.encode("utf-8", "replace"))
             return True

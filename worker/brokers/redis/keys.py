@@ -13,6 +13,7 @@ from dataclasses import dataclass
 QUEUES = "{qmulti}:queues"  # set of every queue ever published to or claimed from
 NODES = "{qmulti}:nodes"  # zset node_id -> last heartbeat (server time, seconds)
 NODEINFO = "{qmulti}:nodeinfo"  # hash node_id -> info JSON
+BEAT = "{qmulti}:beat"  # hash entry name -> due time of the last tick sent
 REAPING = "{qmulti}:reaping"  # zset node_id -> judged dead at (microseconds)
 
 

@@ -32,6 +32,7 @@ from qmulti.brokers.base import (
 )
 from qmulti.brokers.redis.conn import RedisLink
 from qmulti.brokers.redis.keys import (
+    BEAT,
     NODEINFO,
     NODES,
     QUEUES,
@@ -358,3 +359,21 @@ class RedisStore(Broker, ResultBackend):
 
     def forget(self, task_id: str) -> None:
         self._link.call("DEL", result_key(task_id), notify_key(task_id))
+
+    # -- periodic tasks ------------------------------------------------------------------
+    def clock(self) -> float:
+        seconds, micros = self._link.call("TIME")
+        return int(seconds) + int(micros) / 1e6
+
+    def beat_state(self) -> dict[str, float]:
+        flat = self._link.call("HGETALL", BEAT) or []
+        return {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes) -> bool:
+        k = self._queue(queue)
+        return bool(self._link.script("claim_tick", (BEAT, k.msgs, k.ready, k.wake),
+                                      (entry, repr(float(due)), mid, body)))
+
+    def beat_forget(self, entries: Sequence[str]) -> None:
+        if entries:
+            self._link.call("HDEL", BEAT, *entries)

@@ -301,6 +301,34 @@ class SqliteStore(Broker, SqliteResults):
             conn.executemany("DELETE FROM nodes WHERE node_id = ?", dead)
             return count
 
+    # -- periodic tasks --------------------------------------------------------------------
+    # The table is made on first use, so stores that never run a scheduler do not change.
+    _BEAT_TABLE = "CREATE TABLE IF NOT EXISTS beat (entry TEXT PRIMARY KEY, due REAL NOT NULL)"
+
+    @translated
+    def beat_state(self) -> dict[str, float]:
+        with self._write() as conn:
+            conn.execute(self._BEAT_TABLE)
+            return {str(e): float(d) for e, d in conn.execute("SELECT entry, due FROM beat")}
+
+    @translated
+    def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes) -> bool:
+        with self._write() as conn:  # BEGIN IMMEDIATE: one scheduler at a time decides
+            conn.execute(self._BEAT_TABLE)
+            row = conn.execute("SELECT due FROM beat WHERE entry = ?", (entry,)).fetchone()
+            if row is not None and float(row[0]) >= due:
+                return False
+            conn.execute("INSERT INTO beat (entry, due) VALUES (?, ?) ON CONFLICT (entry) "
+                         "DO UPDATE SET due = excluded.due", (entry, float(due)))
+            self._insert(conn, queue, mid, body, None)
+            return True
+
+    @translated
+    def beat_forget(self, entries: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.execute(self._BEAT_TABLE)
+            conn.executemany("DELETE FROM beat WHERE entry = ?", [(e,) for e in entries])
+
     def tidy(self) -> None:
         """Checkpoint the WAL into the database file and truncate it to nothing. Under
         load, readers that always hold a snapshot keep the WAL from being reset, so it

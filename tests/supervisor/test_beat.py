@@ -1,0 +1,171 @@
+"""`qmulti beat`: several schedulers at once, each tick sent exactly once, on Redis and
+SQLite; a killed scheduler, and a cluster with no scheduler for a while."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_for
+
+TASKS = '''
+from qmulti import Celery
+app = Celery('tasks', broker={url!r})
+app.conf.beat_schedule = {{
+    'every-1s': {{'task': 'tasks.add', 'schedule': 1.0, 'args': (1, 1)}},
+    'every-5s': {{'task': 'tasks.add', 'schedule': 5.0, 'args': (2, 2)}},
+}}
+
+@app.task
+def add(x, y):
+    return x + y
+'''
+SENT = re.compile(r"^\[(?P<at>[\d-]+ [\d:,]+): INFO/beat\] beat \S+: sent (?P<entry>\S+) "
+                  r"\(tasks\.add\) due (?P<due>\S+), task id (?P<id>\S+)$")
+
+
+class Scheduler:
+    def __init__(self, root: Path, index: int) -> None:
+        self.log = root / f"beat{index}-{time.monotonic_ns()}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "qmulti.supervisor", "beat", "-A", "tasks", "-l", "info"],
+                cwd=root, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+
+    def started(self) -> bool:
+        return "entries in zone" in self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        return self.proc.wait(10)
+
+
+@pytest.fixture
+def schedulers(tmp_path: Path) -> Iterator[list[Scheduler]]:
+    made: list[Scheduler] = []
+    yield made
+    for s in made:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(10)
+
+
+def sends(root: Path) -> list[tuple[str, float, float, str]]:
+    """(entry, due, sent at, task id) of every tick any scheduler logged as sent."""
+    out = []
+    for log in root.glob("beat*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            m = SENT.match(line)
+            if m:
+                at = datetime.strptime(m["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                due = datetime.fromisoformat(m["due"]).timestamp()
+                out.append((m["entry"], due, at, m["id"]))
+    return out
+
+
+def check_exactly_once(root: Path, interval: dict[str, float]) -> list[float]:
+    """Every due time of each entry, from its first to its last, sent exactly once."""
+    got = sends(root)
+    lateness = []
+    for entry, step in interval.items():
+        dues = Counter(due for e, due, _, _ in got if e == entry)
+        assert dues, f"{entry}: nothing sent"
+        assert max(dues.values()) == 1, f"{entry} sent twice: {dues.most_common(3)}"
+        first, last = min(dues), max(dues)
+        wanted = {first + k * step for k in range(round((last - first) / step) + 1)}
+        assert set(dues) == wanted, f"{entry} missed {sorted(wanted - set(dues))}"
+    firsts = {e: min(d for e2, d, _, _ in got if e2 == e) for e in interval}
+    for entry, due, at, _ in got:
+        if due != firsts.get(entry):  # a new entry's first tick is due when first seen
+            lateness.append(at - due)
+    return sorted(lateness)
+
+
+def start(root: Path, made: list[Scheduler], count: int) -> None:
+    new = [Scheduler(root, len(made) + i) for i in range(count)]
+    made.extend(new)
+    for s in new:
+        wait_for(s.started, 20, "scheduler started")
+
+
+def run_rivals(root: Path, made: list[Scheduler], seconds: float) -> None:
+    start(root, made, 3)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # the schedulers work; we watch they stay up
+        assert all(s.proc.poll() is None for s in made)
+        time.sleep(0.2)
+    for s in made:
+        assert s.stop() == 0
+
+
+@pytest.mark.timeout(90)
+def test_three_schedulers_on_redis_send_each_tick_once(tmp_path: Path, redis_server,
+                                                       schedulers: list[Scheduler]) -> None:
+    (tmp_path / "tasks.py").write_text(TASKS.format(url=redis_server.url))
+    run_rivals(tmp_path, schedulers, 12)
+    lateness = check_exactly_once(tmp_path, {"every-1s": 1.0, "every-5s": 5.0})
+    print(f"beat drill (redis, 3 schedulers, 12 s): {len(lateness)} ticks, "
+          f"max lateness {max(lateness) * 1000:.0f} ms")
+    assert max(lateness) < 0.5
+    depth = redis_server.client().llen("{qmulti:celery}:ready")
+    assert depth == len(sends(tmp_path))  # every tick is one message, none twice
+
+
+@pytest.mark.timeout(90)
+def test_two_schedulers_on_sqlite_send_each_tick_once(tmp_path: Path,
+                                                      schedulers: list[Scheduler]) -> None:
+    (tmp_path / "tasks.py").write_text(TASKS.format(url="sqlite:///q.sqlite3"))
+    start(tmp_path, schedulers, 2)
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        assert all(s.proc.poll() is None for s in schedulers)
+        time.sleep(0.2)
+    for s in schedulers:
+        assert s.stop() == 0
+    lateness = check_exactly_once(tmp_path, {"every-1s": 1.0, "every-5s": 5.0})
+    print(f"beat drill (sqlite, 2 schedulers): lateness ms {[round(x * 1000) for x in lateness]}")
+    assert max(lateness) < 0.5
+
+
+def ticks(root: Path, entry: str = "every-1s") -> list[float]:
+    return sorted(d for e, d, _, _ in sends(root) if e == entry)
+
+
+@pytest.mark.timeout(90)
+def test_killed_scheduler_and_downtime(tmp_path: Path, redis_server,
+                                       schedulers: list[Scheduler]) -> None:
+    (tmp_path / "tasks.py").write_text(TASKS.format(url=redis_server.url))
+    start(tmp_path, schedulers, 2)
+    for step in ("both running", "the survivor alone", "the killed one back"):
+        seen = len(ticks(tmp_path))
+        wait_for(lambda seen=seen: len(ticks(tmp_path)) >= seen + 3, 20, step)
+        if step == "both running":
+            schedulers[0].stop(signal.SIGKILL)
+        elif step == "the survivor alone":
+            start(tmp_path, schedulers, 1)
+    for s in schedulers:
+        s.stop()
+    check_exactly_once(tmp_path, {"every-1s": 1.0})
+    # No scheduler for 4 s: one catch-up run per entry, with the count logged.
+    last_due = ticks(tmp_path)[-1]
+    wait_for(lambda: time.time() > last_due + 4.5, 10, "4 s without a scheduler")
+    start(tmp_path, schedulers, 1)
+    wait_for(lambda: len([d for d in ticks(tmp_path) if d > last_due]) >= 2, 20,
+             "catch-up and the next tick")
+    schedulers[-1].stop()
+    after = [d for d in ticks(tmp_path) if d > last_due]
+    assert after[0] - last_due >= 4, "the catch-up is one run at the latest due time"
+    assert after[1] - after[0] == 1.0
+    assert re.search(r"every-1s missed [34] tick", schedulers[-1].log.read_text())

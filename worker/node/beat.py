@@ -1,0 +1,179 @@
+"""The periodic-task scheduler: any number may run, and each tick is sent exactly once.
+
+Every scheduler reads the same two things from the broker, its clock and the due time
+of each entry's last tick, and computes the same next due time (`qmulti.schedules`).
+When it comes, each one asks the broker to `claim_tick(entry, due)`: the claim and
+the publish are one atomic step, so the first asker sends the task and the others do
+nothing. No local schedule file: a restart neither repeats nor skips a tick, and after
+downtime the missed ticks of an entry coalesce into one run (logged with the count).
+
+Used by `qworker -B` (a thread of the node's main process) and `qmulti beat`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+
+from qmulti.exceptions import BrokerError, ConfigError
+from qmulti.protocol import encode_message, new_id
+from qmulti.schedules import as_schedule, crontab, schedule, zone
+
+log = logging.getLogger("qmulti.beat")
+
+MAX_SLEEP = 5.0  # seconds: the loop re-reads the broker's state at least this often
+MAX_COALESCE = 1_000_000  # due times walked when catching up, at most
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One `beat_schedule` entry."""
+
+    name: str
+    task: str
+    schedule: schedule | crontab
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def first_due(self, now: float, tz: tzinfo) -> float:
+        """The due time of an entry never sent: an interval's current tick (it runs now,
+        as a new Celery entry does), a crontab's next one."""
+        if isinstance(self.schedule, schedule):
+            return self.schedule.last_at_or_before(now)
+        return self.schedule.next_after(now, tz)
+
+
+def entries_of(app: Any) -> dict[str, Entry]:
+    """The app's `beat_schedule`, checked: a bad entry is a ConfigError at start."""
+    found: dict[str, Entry] = {}
+    table: Mapping[str, Any] = app.conf.beat_schedule or {}
+    for name, spec in table.items():
+        if not isinstance(spec, Mapping) or not spec.get("task"):
+            raise ConfigError(f"beat_schedule entry {name!r} needs a 'task' name")
+        unknown = set(spec) - {"task", "schedule", "args", "kwargs", "options", "relative"}
+        if unknown:
+            raise ConfigError(f"beat_schedule entry {name!r}: unknown keys "
+                              f"{', '.join(sorted(unknown))}")
+        if "schedule" not in spec:
+            raise ConfigError(f"beat_schedule entry {name!r} needs a 'schedule'")
+        found[str(name)] = Entry(str(name), str(spec["task"]), as_schedule(spec["schedule"]),
+                                 tuple(spec.get("args") or ()), dict(spec.get("kwargs") or {}),
+                                 dict(spec.get("options") or {}))
+    return found
+
+
+class Beat:
+    """One scheduler for one app. `run()` until `stop()`; `tick()` is one pass."""
+
+    def __init__(self, app: Any, name: str = "beat") -> None:
+        self.app = app
+        self.name = name
+        self.entries = entries_of(app)
+        self.tz = zone(app.conf.timezone, app.conf.enable_utc)
+        self._stop = threading.Event()
+        self.sent = 0
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        broker = self.app.broker
+        known = broker.beat_state()
+        gone = [name for name in known if name not in self.entries]
+        if gone:  # removed from the config: they stop, and their state goes
+            broker.beat_forget(gone)
+        log.info("beat %s: %d entr%s in zone %s", self.name, len(self.entries),
+                 "y" if len(self.entries) == 1 else "ies", self.tz)
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                wait = self.tick()
+                if failures:
+                    log.warning("beat %s: broker reachable again", self.name)
+                failures = 0
+            except BrokerError as exc:
+                failures += 1
+                if failures == 1:
+                    log.error("beat %s: broker error (%s); retrying", self.name, exc)
+                wait = min(0.5 * 2 ** failures, MAX_SLEEP)
+            self._stop.wait(wait)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def tick(self) -> float:
+        """Send what is due; returns the seconds until the next due time (capped)."""
+        broker = self.app.broker
+        now = broker.clock()
+        offset = now - time.time()  # the broker's clock decides; ours only sleeps
+        state = broker.beat_state()
+        soonest = now + MAX_SLEEP
+        for entry in self.entries.values():
+            last = state.get(entry.name)
+            due = entry.first_due(now, self.tz) if last is None else \
+                entry.schedule.next_after(last, self.tz)
+            if due <= now:
+                due, skipped = self._coalesce(entry, due, now)
+                self._send(entry, due, skipped)
+                due = entry.schedule.next_after(due, self.tz)
+            soonest = min(soonest, due)
+        return max(0.0, soonest - (time.time() + offset))
+
+    def _coalesce(self, entry: Entry, due: float, now: float) -> tuple[float, int]:
+        """The latest due time not after `now`, and how many earlier ones it replaces."""
+        skipped = 0
+        for _ in range(MAX_COALESCE):
+            following = entry.schedule.next_after(due, self.tz)
+            if following > now:
+                break
+            due, skipped = following, skipped + 1
+        return due, skipped
+
+    def _send(self, entry: Entry, due: float, skipped: int) -> None:
+        queue, mid, task_id, body = self._message(entry)
+        if not self.app.broker.claim_tick(entry.name, due, queue, mid, body):
+            return  # another scheduler sent this tick
+        self.sent += 1
+        when = datetime.fromtimestamp(due, timezone.utc).isoformat(timespec="milliseconds")
+        if skipped:
+            log.warning("beat %s: %s missed %d tick(s) while no scheduler ran; sending one "
+                        "catch-up run", self.name, entry.name, skipped)
+        log.info("beat %s: sent %s (%s) due %s, task id %s", self.name, entry.name,
+                 entry.task, when, task_id)
+
+    def _message(self, entry: Entry) -> tuple[str, str, str, bytes]:
+        """The task message, built as `send_task` builds one (routing, serializer,
+        expiry), but not published: the broker publishes it with the claim."""
+        app = self.app
+        options = dict(entry.options)
+        task = app.tasks.get(entry.task)
+        queue = options.pop("queue", None) or app._route(entry.task, entry.args,
+                                                         entry.kwargs, task)
+        expires = options.pop("expires", None)
+        expires_at = None if expires is None else app._expires(expires)
+        ct = app._content_type(options.pop("serializer", None), task)
+        limits = {k: options.pop(k) for k in ("time_limit", "soft_time_limit") if k in options}
+        mid = task_id = new_id()
+        body = encode_message(mid, task_id, entry.task, entry.args, entry.kwargs, queue,
+                              None, expires_at, 0, ct, app._envelope_options(limits))
+        return queue, mid, task_id, body
+
+    # -- listing -------------------------------------------------------------------------
+    def listing(self) -> list[str]:
+        """`qmulti beat --list`: each entry with its next due time, local and UTC."""
+        broker = self.app.broker
+        now, state = broker.clock(), broker.beat_state()
+        lines = []
+        for entry in self.entries.values():
+            last = state.get(entry.name)
+            due = entry.first_due(now, self.tz) if last is None else \
+                entry.schedule.next_after(last, self.tz)
+            local = datetime.fromtimestamp(due, self.tz).isoformat(timespec="seconds")
+            utc = datetime.fromtimestamp(due, timezone.utc).isoformat(timespec="seconds")
+            lines.append(f"{entry.name}: {entry.task} {entry.schedule!r} next {local} "
+                         f"({utc})")
+        return lines
