@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 
+from qmulti.pidfiles import probe
 from qmulti.supervisor.cluster import CHILDREN_WAIT, QUIT_GRACE, check_paths, require_app
 from qmulti.supervisor.grammar import Invocation
 from qmulti.supervisor.nodes import Node
@@ -44,6 +45,7 @@ from qmulti.supervisor.supervised import (
     node_env,
 )
 from qmulti.system import exitcodes as node_exit
+from qmulti.system import startsignals
 from qmulti.system.backoff import Backoff
 from qmulti.system.notify import Notifier
 
@@ -83,6 +85,10 @@ class Supervisor:
     def run(self) -> int:
         previous = {sig: signal.signal(sig, _record_only) for sig in HANDLED}
         old_wakeup = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        # Signals that came while we were importing (held by qmulti.supervisor.entry):
+        # dispatched by the first turn of the loop, like any other.
+        for signum in startsignals.take():
+            os.write(self.wake_w, bytes([signum]))
         try:
             self.sock.bind(self.notify_path)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -389,4 +395,13 @@ def run(inv: Invocation, cwd: str) -> int:
     nodes = list(inv.nodes)
     require_app(inv.nodes, "supervise")
     check_paths(nodes, cwd)
+    running = [(node, status.pid) for node in nodes
+               if (status := probe(os.path.join(cwd, node.pidfile))).state == "running"]
+    for node, pid in running:
+        # Started by `qmulti start` (or left by an earlier supervise): not ours to run,
+        # and retrying against its held pidfile would loop forever.
+        print(f"{PREFIX}: {node.name} is already running (pid {pid}, pidfile {node.pidfile}); "
+              f"stop it first: qmulti stop {node.name}", file=sys.stderr, flush=True)
+    if running:
+        return 1
     return Supervisor(nodes, cwd, inv.timeout, Notifier.from_env()).run()

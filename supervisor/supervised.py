@@ -20,6 +20,7 @@ from qmulti.supervisor.cluster import QUIT_GRACE
 from qmulti.supervisor.nodes import Node
 from qmulti.supervisor.states import NodeState
 from qmulti.system import exitcodes as node_exit
+from qmulti.system import startsignals
 from qmulti.system.backoff import Backoff
 
 # The signals `supervise` catches. A node is spawned with these at their default
@@ -71,6 +72,9 @@ class Supervised:
         try:
             pid = os.posix_spawn(
                 argv[0], argv, self.env, setpgroup=0, setsigdef=HANDLED,
+                # Held blocked until the node's entry point can remember them
+                # (qmulti.system.startsignals): a TERM while it imports is a warm stop.
+                setsigmask=startsignals.HELD,
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
             )
         except OSError:
@@ -121,6 +125,7 @@ def node_env(node: Node, notify_path: str) -> dict[str, str]:
     for key in _NOT_INHERITED:
         env.pop(key, None)
     env["NOTIFY_SOCKET"] = notify_path
+    env[startsignals.ENV_PARENT] = str(os.getpid())  # the node stops when we die
     return env
 
 

@@ -22,7 +22,7 @@ import click
 from qmulti.exceptions import ConfigError, QmultiError, UsageError
 from qmulti.node import compat, logs
 from qmulti.node.mainloop import ENV_REEXEC
-from qmulti.system import exitcodes
+from qmulti.system import exitcodes, startsignals
 from qmulti.system.notify import Notifier
 from qmulti.urls import mask_url, parse_url
 
@@ -249,6 +249,9 @@ def _reexec(pidfile: Any) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    # Blocked across the exec: the new image's entry point holds, then unblocks them,
+    # so a TERM while it imports is a warm stop, not death by the signal.
+    startsignals.block()
     os.execve(sys.executable, [sys.executable, *argv[1:]], env)
 
 

@@ -39,6 +39,7 @@ from qmulti.node.child import (
 )
 from qmulti.node.execute import store_time_limit
 from qmulti.node.pool import Death, PreforkPool, ThreadPool, Worker
+from qmulti.system import startsignals
 from qmulti.system.notify import Notifier
 
 log = logging.getLogger("qmulti")
@@ -188,6 +189,10 @@ class Node:
         for sig in handled_signals():
             if sig != signal.SIGALRM:
                 signal.signal(sig, _wake_only)
+        # What arrived while the node was still importing (qmulti.system.startsignals)
+        # is handled now, in order: a TERM at start is a warm stop like any other.
+        for signum in startsignals.take():
+            os.write(self.wake_w, bytes([signum]))
 
     def _handle_signals(self) -> None:
         try:
