@@ -25,6 +25,8 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "broker_pool_limit": (3, 3),
     "broker_connection_timeout": (7, 7.0),
     "broker_transport_options": ({"visibility": 1}, {"visibility": 1}),
+    "beat_schedule": ({"tick": {"task": "t.add", "schedule": 5}},
+                      {"tick": {"task": "t.add", "schedule": 5}}),
     "broker_max_deliveries": (9, 9),
     "imports": (["a.tasks", "b.tasks"], ("a.tasks", "b.tasks")),
     "include": ("c.tasks", ("c.tasks",)),
