@@ -46,6 +46,8 @@ class Worker:
     timed_out: Running | None = None  # killed for its hard time limit while running this
     revoked: Running | None = None  # signalled for revoke(terminate=True) while running this
     eof: bool = False
+    up: bool = False  # said it is set up and about to claim
+    failure: str = ""  # why it could not start, as it said
 
     @property
     def label(self) -> str:
@@ -65,6 +67,10 @@ class Worker:
                     self.running = Running(mid, queue, task_id, name,
                                            None if limit == "-" else float(limit), None)
                     self.began = time.monotonic()
+            elif line == "U":
+                self.up = True
+            elif line.startswith("X "):
+                self.failure = line[2:]
             elif line == "E":
                 self.running = None
                 self.finished += 1
@@ -181,6 +187,7 @@ class ThreadPool:
         worker = Worker(index, generation, f"c{index}.{generation}", rfd,
                         spawned=time.monotonic())
         worker.handle, worker.thread = self._start(worker, wfd)
+        worker.up = True  # a thread shares our set-up: nothing of its own to fail
         self.workers[index] = worker
         return worker
 
