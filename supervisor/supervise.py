@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 
-from qmulti.pidfiles import probe
 from qmulti.supervisor.cluster import CHILDREN_WAIT, QUIT_GRACE, check_paths, require_app
 from qmulti.supervisor.grammar import Invocation
 from qmulti.supervisor.nodes import Node
@@ -39,6 +38,7 @@ from qmulti.supervisor.supervised import (
     FATAL_CODES,
     HANDLED,
     Supervised,
+    already_running,
     describe_exit,
     group_alive,
     node_argv,
@@ -85,9 +85,7 @@ class Supervisor:
     def run(self) -> int:
         previous = {sig: signal.signal(sig, _record_only) for sig in HANDLED}
         old_wakeup = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        # Signals that came while we were importing (held by qmulti.supervisor.entry):
-        # dispatched by the first turn of the loop, like any other.
-        for signum in startsignals.take():
+        for signum in startsignals.take():  # held while we imported (supervisor/entry.py)
             os.write(self.wake_w, bytes([signum]))
         try:
             self.sock.bind(self.notify_path)
@@ -395,13 +393,7 @@ def run(inv: Invocation, cwd: str) -> int:
     nodes = list(inv.nodes)
     require_app(inv.nodes, "supervise")
     check_paths(nodes, cwd)
-    running = [(node, status.pid) for node in nodes
-               if (status := probe(os.path.join(cwd, node.pidfile))).state == "running"]
-    for node, pid in running:
-        # Started by `qmulti start` (or left by an earlier supervise): not ours to run,
-        # and retrying against its held pidfile would loop forever.
-        print(f"{PREFIX}: {node.name} is already running (pid {pid}, pidfile {node.pidfile}); "
-              f"stop it first: qmulti stop {node.name}", file=sys.stderr, flush=True)
-    if running:
-        return 1
-    return Supervisor(nodes, cwd, inv.timeout, Notifier.from_env()).run()
+    running = already_running(nodes, cwd)  # retrying against a held pidfile loops forever
+    for line in running:
+        print(f"{PREFIX}: {line}", file=sys.stderr, flush=True)
+    return 1 if running else Supervisor(nodes, cwd, inv.timeout, Notifier.from_env()).run()

@@ -15,7 +15,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 
-from qmulti.pidfiles import PidfileError, remove_stale
+from qmulti.pidfiles import PidfileError, probe, remove_stale
 from qmulti.supervisor.cluster import QUIT_GRACE
 from qmulti.supervisor.nodes import Node
 from qmulti.supervisor.states import NodeState
@@ -127,6 +127,17 @@ def node_env(node: Node, notify_path: str) -> dict[str, str]:
     env["NOTIFY_SOCKET"] = notify_path
     env[startsignals.ENV_PARENT] = str(os.getpid())  # the node stops when we die
     return env
+
+
+def already_running(nodes: list[Node], cwd: str) -> list[str]:
+    """One line per node whose pidfile is held already (by `qmulti start`, say)."""
+    lines = []
+    for node in nodes:
+        status = probe(os.path.join(cwd, node.pidfile))
+        if status.state == "running":
+            lines.append(f"{node.name} is already running (pid {status.pid}, pidfile "
+                         f"{node.pidfile}); stop it first: qmulti stop {node.name}")
+    return lines
 
 
 def describe_exit(code: int, we_killed: bool = False) -> str:
