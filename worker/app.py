@@ -28,10 +28,12 @@ from qmulti import appstate
 from qmulti.appconn import Connections
 from qmulti.config import Config, Settings
 from qmulti.exceptions import ConfigError, ContentDisallowed, NotRegistered
+from qmulti.middleware import Middleware, Outgoing, Registry, Stack
 from qmulti.protocol import encode_message, new_id, normalize_content_type
 from qmulti.result import AsyncResult, ResultCache
 from qmulti.routing import Router, annotations_for, parse_rate
 from qmulti.settings import annotation_list
+from qmulti.signals import Signal, SignalsMiddleware
 from qmulti.task import Task
 
 if TYPE_CHECKING:
@@ -71,6 +73,11 @@ class App(Connections):
         self._inherited: list[object] = []
         self._router: tuple[Any, Router] | None = None
         self._result_cache: ResultCache | None = None
+        self._hooks = Registry()
+        self._stack: Stack | None = None
+        self._finalized = (False, False)  # on_after_configure, on_after_finalize sent
+        self.on_after_configure = Signal("app.on_after_configure", {"source"})
+        self.on_after_finalize = Signal("app.on_after_finalize")
         self._discovery: list[tuple[Any, str | None]] = []  # autodiscover_tasks, for later
         self.fixups: list[Any] = []  # framework fix-ups of this process (qmulti.fixups)
         self.conf = Config(on_change=self._settings_changed)
@@ -105,6 +112,7 @@ class App(Connections):
 
     def _settings_changed(self) -> None:
         with self._lock:
+            self._stack = None
             self._router = None
             self._result_cache = None
             for task in self.tasks.values():
@@ -138,6 +146,41 @@ class App(Connections):
             if self._result_cache is None:
                 self._result_cache = ResultCache(self.conf.result_cache_max)
             return self._result_cache
+
+    # -- hooks (worker/middleware.py, worker/signals.py) ------------------------------------
+    def add_middleware(self, middleware: Any) -> Middleware:
+        """Install a middleware (instance, class or dotted path) after the `middleware`
+        setting's; a wrong one raises ConfigError here."""
+        with self._lock:
+            obj = self._hooks.add(middleware)
+            self._stack = None
+        return obj
+
+    @property
+    def middleware(self) -> Stack:
+        """The installed middleware, built-in signals first; rebuilt when the settings,
+        `add_middleware` or any signal's receivers change. Raises ConfigError for a
+        `middleware` setting entry that cannot be loaded."""
+        stack = self._stack
+        if stack is None or stack.stamp != Signal.changes:
+            if self._finalized != (True, True):
+                self.finalize()  # the first use of the app's settings (Celery's first read)
+            stamp = Signal.changes  # before what it covers: a race rebuilds, never misses
+            stack = self._hooks.build([SignalsMiddleware()], self.conf.middleware, stamp)
+            self._stack = stack
+        return stack
+
+    def finalize(self, auto: bool = False) -> None:
+        """Send `on_after_configure` (sender=app, source=conf), then `on_after_finalize`,
+        once each. The node calls this after loading the app and its imports, before it
+        reads its options; a producer, at its first broker connection."""
+        with self._lock:
+            configured, finalized = self._finalized
+            self._finalized = (True, True)
+        if not configured:
+            self.on_after_configure.send(sender=self, source=self.conf)
+        if not finalized:
+            self.on_after_finalize.send(sender=self)
 
     # -- tasks -----------------------------------------------------------------------------
     def task(self, *args: Any, **options: Any) -> Any:
@@ -247,7 +290,17 @@ class App(Connections):
         body = encode_message(mid, task_id, name, args, kwargs, queue, when, expires_at,
                               retries, ct, env_options, root_id,
                               parent_id)  # SerializationError: nothing sent
-        self.broker.publish(queue, mid, body, when)
+        stack = self._stack
+        if stack is None or stack.stamp != Signal.changes:
+            stack = self.middleware
+        if stack.publishing:
+            out = Outgoing(name, task_id, args, kwargs, queue, when, expires_at, retries, ct,
+                           env_options, mid)
+            stack.emit("before_publish", self, out)
+            self.broker.publish(queue, mid, body, when)
+            stack.emit("after_publish", self, out)
+        else:
+            self.broker.publish(queue, mid, body, when)
         return AsyncResult(task_id, app=self, task_name=name)
 
     def _plan(self, task: Task) -> tuple[Any, ...]:

@@ -30,6 +30,10 @@ class Connections:
     _fast: Any
     _inherited: list[object]
     _result_cache: Any
+    _finalized: tuple[bool, bool]  # App.finalize: its signals sent
+
+    def finalize(self, auto: bool = False) -> None:  # pragma: no cover - App's
+        raise NotImplementedError
 
     def _connections(self) -> tuple[Broker, ResultBackend]:
         fast = self._fast
@@ -40,6 +44,8 @@ class Connections:
 
     def _connect(self) -> tuple[Broker, ResultBackend]:
         """The slow path: (re)connect if this process or the settings changed."""
+        if self._finalized != (True, True):
+            self.finalize()  # the first use of the app's settings (Celery's first read)
         conf = self.conf
         pid = os.getpid()
         if self._lock_pid != pid:

@@ -190,6 +190,18 @@ def _annotations(value: Any) -> Any:
                     f"them, got {value!r}")
 
 
+def _middleware(value: Any) -> tuple[Any, ...]:
+    """Middleware instances, classes or dotted paths; loaded (and checked) when the app
+    first needs them (worker/middleware.py), since a path may name the project itself."""
+    if value is None:
+        return ()
+    items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            raise ValueError("an empty middleware path")
+    return items
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     if value is None:
         return {}
@@ -235,6 +247,8 @@ TABLE: tuple[Setting, ...] = (
     _S("result_expires", "CELERY_TASK_RESULT_EXPIRES", 86400.0, _seconds(True)),
     _S("result_cache_max", "CELERY_MAX_CACHED_RESULTS", 100, _int_min(-1, optional=True)),
     _S("result_extended", "CELERY_RESULT_EXTENDED", False, _bool),
+    # -- extension points (worker/middleware.py) ----------------------------------------
+    _S("middleware", None, (), _middleware),
     # -- the node ---------------------------------------------------------------------
     _S("worker_concurrency", "CELERYD_CONCURRENCY", None, _int_min(1, optional=True)),
     _S("worker_prefetch_multiplier", "CELERYD_PREFETCH_MULTIPLIER", 4, _prefetch),

@@ -318,7 +318,8 @@ class Task(CanvasMethods):
 
     def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any,
                      einfo: ExceptionInfo | None) -> None:
-        """Called in the node after every outcome."""
+        """Called in the node after a success or failure is stored (as Celery: not for
+        a retry, reject or ignore); `einfo` is the failure's ExceptionInfo, else None."""
 
     # -- options -------------------------------------------------------------------------
     def resolve(self, option: str) -> Any:

@@ -15,7 +15,7 @@ import pytest
 from qmulti.supervisor.cluster import QUIT_GRACE
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
-SERVICES = ("qmulti.service", "qworker@.service")
+SERVICES = ("qmulti.service", "qworker@.service", "qmulti-beat.service")
 
 
 def unit(name: str) -> configparser.ConfigParser:
@@ -104,3 +104,11 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     ours = [line for line in (proc.stdout + proc.stderr).splitlines()
             if "qmulti" in line or "qworker" in line]
     assert proc.returncode == 0 and not ours, proc.stdout + proc.stderr
+
+
+def test_beat_unit_is_notify_and_not_restarted_on_a_config_error() -> None:
+    service = unit("qmulti-beat.service")["Service"]
+    assert service["Type"] == "notify"
+    assert "78" in service["RestartPreventExitStatus"].split()
+    start = command(unit("qmulti-beat.service"), "ExecStart")
+    assert " beat -A " in start and "redis://" not in start  # the URL lives in the env file

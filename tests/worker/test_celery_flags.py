@@ -24,13 +24,13 @@ pytestmark = pytest.mark.timeout(120)
 def test_flags_qmulti_does_not_need_are_accepted_with_one_info_line(tmp_path: Path) -> None:
     write_tasks(tmp_path)
     app = producer(tmp_path)
-    with NodeProcess(tmp_path, "-A", "tasks", "-c", "1", "-l", "info", "-E", "-B",
+    with NodeProcess(tmp_path, "-A", "tasks", "-c", "1", "-l", "info", "-E",
                      "--statedb", "worker.state", "--without-gossip", "--without-mingle",
                      "--without-heartbeat") as node:
         node.wait_ready()
         assert app.send_task("tasks.add", (1, 2), check=False).get(timeout=30) == 3
         log = node.stderr()
-        for flag in ("-E/--task-events", "-B/--beat", "--statedb", "--without-gossip",
+        for flag in ("-E/--task-events", "--statedb", "--without-gossip",
                      "--without-mingle", "--without-heartbeat"):
             lines = [line for line in log.splitlines() if "INFO/w1@" in line and
                      f"] {flag}:" in line]

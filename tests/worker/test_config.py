@@ -56,6 +56,7 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "worker_max_memory_per_child": (200000, 200000),
     "worker_heartbeat_interval": (1, 1.0),
     "worker_heartbeat_expiry": (30, 30.0),
+    "middleware": ("proj.hooks:Metrics", ("proj.hooks:Metrics",)),
 }
 
 CONTRACT_PAIRS = [

@@ -71,8 +71,9 @@ def entries_of(app: Any) -> dict[str, Entry]:
 class Beat:
     """One scheduler for one app. `run()` until `stop()`; `tick()` is one pass."""
 
-    def __init__(self, app: Any, name: str = "beat") -> None:
+    def __init__(self, app: Any, name: str = "beat", broker: Any = None) -> None:
         self.app = app
+        self.broker = broker if broker is not None else app.broker
         self.name = name
         self.entries = entries_of(app)
         self.tz = zone(app.conf.timezone, app.conf.enable_utc)
@@ -81,7 +82,7 @@ class Beat:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
-        broker = self.app.broker
+        broker = self.broker
         known = broker.beat_state()
         gone = [name for name in known if name not in self.entries]
         if gone:  # removed from the config: they stop, and their state goes
@@ -107,7 +108,7 @@ class Beat:
 
     def tick(self) -> float:
         """Send what is due; returns the seconds until the next due time (capped)."""
-        broker = self.app.broker
+        broker = self.broker
         now = broker.clock()
         offset = now - time.time()  # the broker's clock decides; ours only sleeps
         state = broker.beat_state()
@@ -135,7 +136,7 @@ class Beat:
 
     def _send(self, entry: Entry, due: float, skipped: int) -> None:
         queue, mid, task_id, body = self._message(entry)
-        if not self.app.broker.claim_tick(entry.name, due, queue, mid, body):
+        if not self.broker.claim_tick(entry.name, due, queue, mid, body):
             return  # another scheduler sent this tick
         self.sent += 1
         when = datetime.fromtimestamp(due, timezone.utc).isoformat(timespec="milliseconds")
@@ -165,7 +166,7 @@ class Beat:
     # -- listing -------------------------------------------------------------------------
     def listing(self) -> list[str]:
         """`qmulti beat --list`: each entry with its next due time, local and UTC."""
-        broker = self.app.broker
+        broker = self.broker
         now, state = broker.clock(), broker.beat_state()
         lines = []
         for entry in self.entries.values():
@@ -177,3 +178,31 @@ class Beat:
             lines.append(f"{entry.name}: {entry.task} {entry.schedule!r} next {local} "
                          f"({utc})")
         return lines
+
+
+class Embedded:
+    """`qworker -B`: a scheduler thread in the node's main process, on a connection of
+    its own (a store connection serves one thread). Any number of nodes may run one."""
+
+    def __init__(self, app: Any, node_name: str) -> None:
+        from qmulti.brokers import create_broker, store_options
+
+        self._broker = create_broker(app.conf.broker_url, **store_options(app.conf))
+        self.beat = Beat(app, f"{node_name}-beat", self._broker)
+        self._thread = threading.Thread(target=self._run, name="beat", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.beat.run()
+        except Exception:  # the node keeps serving; the schedule is the other nodes' job
+            log.exception("beat %s crashed; this node schedules nothing more",
+                          self.beat.name)
+
+    def start(self) -> Embedded:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.beat.stop()
+        self._thread.join(10)
+        self._broker.close()

@@ -280,7 +280,16 @@ class ChildSetup:
 
 
 def child_main(setup: ChildSetup) -> int:
-    """Body of a forked pool child; returns its exit status (the caller _exits)."""
+    """Body of a forked pool child; returns its exit status (the caller _exits). The
+    `process_stop` hooks run once `process_start` did, whatever way the child leaves."""
+    started: list[Consumer] = []
+    code = _child_main(setup, started)
+    if started:
+        setup.app.middleware.emit("process_stop", setup.app, started[0], code)
+    return code
+
+
+def _child_main(setup: ChildSetup, started: list[Consumer]) -> int:
     _reset_signals()
     for fd in setup.close_fds:
         try:
@@ -323,6 +332,8 @@ def child_main(setup: ChildSetup) -> int:
         signal.signal(signal.SIGUSR2, consumer.request_stop)
         signal.signal(signal.SIGALRM, _soft_limit)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+        app.middleware.emit("process_start", app, consumer)  # worker_process_init
+        started.append(consumer)
         if consumer.stop_requested:
             return 0
         hooks.up()  # the node is READY once every child has said so

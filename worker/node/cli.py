@@ -194,8 +194,10 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
     else:
         app.import_default_modules()
     _apply_settings(app, args.settings)
+    app.finalize()  # on_after_configure, on_after_finalize: before the options are read
     opts = build_options(args, level, app)
     validate_broker(app)
+    app.middleware  # noqa: B018 - loads the `middleware` setting: a wrong one exits 78 here
     # --detach without --pidfile: qmulti's default, so the daemon can be found and stopped.
     pid_template = args.pidfile or (DEFAULT_PIDFILE if args.detach else None)
     pidfile_path = (os.path.expanduser(logs.expand_path(pid_template, opts.name))
@@ -229,7 +231,20 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         for line in compat.notes(args):
             log.info("%s", line)
         node = Node(app, opts, notifier, pidfile)
-        code = node.run()
+        embedded = None
+        if args.beat:
+            from qmulti.node.beat import Embedded
+
+            embedded = Embedded(app, opts.name)  # a bad schedule: ConfigError, exit 78
+        app.middleware.emit("node_init", app, node)  # worker_init
+        try:
+            if embedded is not None:
+                embedded.start()
+            code = node.run()
+        finally:
+            if embedded is not None:
+                embedded.stop()
+            app.middleware.emit("node_shutdown", app, node)  # worker_shutdown
     finally:
         if pidfile is not None and not (node is not None and node.restart_requested):
             pidfile.release()

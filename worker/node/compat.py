@@ -18,8 +18,6 @@ from qmulti.exceptions import ConfigError, UsageError
 NOT_NEEDED = {
     "task_events": "-E/--task-events: accepted; qmulti sends no event stream yet: task "
                    "states are in the result backend and `qmulti status` reads the broker",
-    "beat": "-B/--beat: not yet: qmulti has no embedded periodic scheduler; run the "
-            "schedule in a process of its own",
     "statedb": "--statedb: not needed: revoked task ids are kept in the result backend, "
                "which outlives the node",
     "without_gossip": "--without-gossip: qmulti nodes do not gossip",
@@ -38,7 +36,8 @@ def options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the Celery-compatible options to the qworker click command."""
     decorators = [
         click.option("-E", "--task-events", is_flag=True, help="accepted (see the log)"),
-        click.option("-B", "--beat", is_flag=True, help="accepted (see the log)"),
+        click.option("-B", "--beat", is_flag=True,
+                     help="also run a periodic-task scheduler (any number of nodes may)"),
         click.option("--autoscale", metavar="MAX,MIN",
                      help="grow the pool up to MAX children under a backlog, down to MIN"),
         click.option("-O", "--optimization", type=click.Choice(["default", "fair"]),

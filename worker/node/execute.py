@@ -149,16 +149,36 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
     except (AttributeError, TypeError, ValueError) as exc:
         return _refuse_undecodable(rt, delivery,
                                    MalformedMessage(f"bad options in message {env.id}: {exc}"))
+    request = _request(rt, delivery, env)
     if env.expires is not None and env.expires < time.time():
         rt.log.info("Task %s[%s] expired before it ran; not running it", env.task, env.id)
-        return _revoke(rt, delivery, env, "expired")
+        state = _revoke(rt, delivery, env, "expired")
+        _emit(rt, "on_revoked", task, request, True)
+        return state
     if _is_revoked(rt, env.id):
         rt.log.info("Task %s[%s] was revoked; not running it", env.task, env.id)
         # The REVOKED mark is the result; keep it as stored.
         _retrying(rt, lambda: rt.broker.ack([delivery]))
+        _emit(rt, "on_revoked", task, request, False)
         return REVOKED
+    _emit(rt, "on_received", rt, request)
     rt.limiter.wait(env.task, getattr(task, "rate_limit", None))
-    return _run(rt, delivery, env, task, hooks, limits)
+    return _run(rt, delivery, env, task, hooks, limits, request)
+
+
+def _emit(rt: Runtime, hook: str, *args: Any) -> None:
+    """One middleware hook (worker/middleware.py): observes only, never raises."""
+    rt.app.middleware.emit(hook, rt.app, *args)
+
+
+def _after(rt: Runtime, task: Any, request: Any, state: str, retval: Any,
+           einfo: Any = None) -> None:
+    """After the outcome is stored and acked: `after_return` for a success or failure
+    (as Celery: not for a retry or reject), then the `after_execute` hooks."""
+    if state in (SUCCESS, FAILURE):
+        _handler(rt, task, "after_return", state, retval, request.id, request.args,
+                 request.kwargs, einfo)
+    _emit(rt, "after_execute", task, request, retval, state)
 
 
 def _is_revoked(rt: Runtime, task_id: str) -> bool:
@@ -179,7 +199,8 @@ def _is_revoked(rt: Runtime, task_id: str) -> bool:
 
 
 def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
-         hooks: Hooks, limits: tuple[float | None, float | None]) -> str:
+         hooks: Hooks, limits: tuple[float | None, float | None], request: Any) -> str:
+    _emit(rt, "before_execute", task, request)
     started = protocol.encode_result(env.id, STARTED, {"pid": os.getpid(),
                                      "hostname": rt.hostname}, retries=env.retries,
                                      node=rt.hostname)
@@ -194,20 +215,24 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     began = time.monotonic()
     try:
         try:
-            retval = task.execute(_request(rt, delivery, env), args, kwargs)
+            retval = task.execute(request, args, kwargs)
         finally:
             hooks.returned()
             for fixup in fixups:
                 fixup.on_task_postrun()
     except Retry as exc:
-        return _retry(rt, delivery, env, task, exc, hooks)
+        return _retry(rt, delivery, env, task, exc, hooks, request)
     except Reject as exc:
         hooks.end()
-        return _reject(rt, delivery, env, exc)
-    except Ignore:
+        state = _reject(rt, delivery, env, exc)
+        _emit(rt, "on_reject", rt, delivery, exc, request)
+        _emit(rt, "after_execute", task, request, exc, "REJECTED")
+        return state
+    except Ignore as exc:
         rt.log.info("Task %s[%s] ignored", env.task, env.id)
         _retrying(rt, lambda: rt.broker.finish(delivery, env.id, "IGNORED", None, None, rt.ttl))
         hooks.end()
+        _emit(rt, "after_execute", task, request, exc, "IGNORED")
         return "IGNORED"
     except Exception as exc:
         runtime = time.monotonic() - began
@@ -220,21 +245,24 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
             return state
         if backend is None and _own(task, "store_errors_even_if_ignored", rt.store_errors):
             backend = rt.backend
-        return _fail(rt, delivery, env, task, exc, runtime, backend, hooks)
+        return _fail(rt, delivery, env, task, exc, runtime, backend, hooks, request)
     runtime = time.monotonic() - began
     rt.log.info("Task %s[%s] succeeded in %.3fs: %s", env.task, env.id, runtime,
                 _short(repr(retval)))
     _handler(rt, task, "on_success", retval, env.id, args, kwargs)
+    _emit(rt, "on_success", task, request, retval)
     meta = None if backend is None else protocol.encode_result(
         env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct,
         extended=_extended(rt, env, delivery))
     _retrying(rt, lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl))
     hooks.end()
+    _after(rt, task, request, SUCCESS, retval)
     return SUCCESS
 
 
 def _fail(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
-          exc: Exception, runtime: float, backend: ResultBackend | None, hooks: Hooks) -> str:
+          exc: Exception, runtime: float, backend: ResultBackend | None, hooks: Hooks,
+          request: Any) -> str:
     tb = format_traceback(exc)
     rt.log.error("Task %s[%s] raised %s in %.3fs: %s", env.task, env.id, type(exc).__name__,
                  runtime, _short(str(exc)))
@@ -243,16 +271,18 @@ def _fail(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     # Handlers run before the result is visible, so a caller that sees FAILURE also
     # sees what on_failure did (the tutorial's annotation writes to a file).
     _handler(rt, task, "on_failure", exc, env.id, list(env.args), dict(env.kwargs), einfo)
+    _emit(rt, "on_failure", task, request, exc, einfo)
     meta = None if backend is None else protocol.encode_result(
         env.id, FAILURE, protocol.exception_to_dict(exc), traceback=tb, retries=env.retries,
         node=rt.hostname, extended=_extended(rt, env, delivery))
     _retrying(rt, lambda: rt.broker.finish(delivery, env.id, FAILURE, meta, backend, rt.ttl))
     hooks.end()
+    _after(rt, task, request, FAILURE, exc, einfo)
     return FAILURE
 
 
 def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, exc: Retry,
-           hooks: Hooks) -> str:
+           hooks: Hooks, request: Any) -> str:
     cause = exc.exc if exc.exc is not None else exc
     tb = format_traceback(cause)
     when = exc.when
@@ -261,8 +291,9 @@ def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, e
         delay = max(when - time.time(), 0)
     rt.log.info("Task %s[%s] retry %d%s: %s", env.task, env.id, env.retries + 1,
                 "" if delay is None else f" in {delay:.1f}s", _short(str(cause)))
-    _handler(rt, task, "on_retry", cause, env.id, list(env.args), dict(env.kwargs),
-             _exception_info(cause, tb))
+    einfo = _exception_info(cause, tb)
+    _handler(rt, task, "on_retry", cause, env.id, list(env.args), dict(env.kwargs), einfo)
+    _emit(rt, "on_retry", task, request, exc, einfo)
     again = dataclasses.replace(env, mid=protocol.new_id(), retries=env.retries + 1, eta=when)
     body = protocol.encode_envelope(again)
     if rt.backend is not None:
@@ -273,6 +304,7 @@ def _retry(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any, e
     queue = env.queue or delivery.queue
     _retrying(rt, lambda: rt.broker.reschedule(delivery, queue, again.mid, body, when))
     hooks.end()
+    _after(rt, task, request, RETRY, exc)
     return RETRY
 
 
@@ -297,6 +329,7 @@ def _refuse_undecodable(rt: Runtime, delivery: Delivery, exc: Exception) -> str:
     if task_id and rt.backend is not None:
         _store_failure(rt, task_id, exc)
     _retrying(rt, lambda: rt.broker.dead_letter(delivery, reason))
+    _emit(rt, "on_reject", rt, delivery, exc, None)
     return "DEAD"
 
 
@@ -305,9 +338,11 @@ def _refuse_unregistered(rt: Runtime, delivery: Delivery, env: protocol.Envelope
               "on the node (the app's imports / CELERY_IMPORTS, or the -A module)")
     rt.log.error("Received unregistered task %s[%s]; dead-lettered: %s", env.task, env.id,
                  reason)
+    exc = NotRegistered(reason)
     if rt.backend is not None:
-        _store_failure(rt, env.id, NotRegistered(reason))
+        _store_failure(rt, env.id, exc)
     _retrying(rt, lambda: rt.broker.dead_letter(delivery, reason))
+    _emit(rt, "on_unknown", rt, delivery, env.task, env.id, exc)
     return "DEAD"
 
 

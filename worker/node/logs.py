@@ -34,6 +34,7 @@ LEVELS = {
     "fatal": logging.CRITICAL,
 }
 LOGGER_NAME = "qmulti"
+TASK_LOGGER = "qmulti.task"  # the parent of the task loggers (Celery's celery.task)
 CHILD_REOPEN_SIGNAL = signal.SIGWINCH
 
 
@@ -143,18 +144,35 @@ class _NoFollowFileHandler(logging.FileHandler):
 
 def setup(node: str, level: int, logfile: str | None, stream: IO[str] | None = None) -> None:
     """(Re)configure the root logger; called in the main process and again in a child
-    whose log file differs from its parent's."""
+    whose log file differs from its parent's.
+
+    Celery's logging signals: a `setup_logging` receiver replaces all of this (the node
+    leaves logging to it); otherwise `after_setup_logger` and `after_setup_task_logger`
+    follow, so a receiver can add a handler of its own."""
+    from qmulti import signals
+
+    formatter = _NodeFormatter(node)
+    info = {"loglevel": level, "logfile": logfile, "format": formatter._fmt,
+            "colorize": False}
+    if signals.setup_logging.receivers and signals.setup_logging.send(sender=None, **info):
+        return
     if logfile:
         handler: logging.Handler = _NoFollowFileHandler(logfile, mode="a", encoding="utf-8")
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_NodeFormatter(node))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
+    if signals.after_setup_logger.receivers:
+        signals.after_setup_logger.send(sender=None, logger=root, **info)
+    if signals.after_setup_task_logger.receivers:
+        # Task loggers propagate to the root handler configured above.
+        signals.after_setup_task_logger.send(sender=None, logger=logging.getLogger(TASK_LOGGER),
+                                             **info)
 
 
 def log_fd() -> int:

@@ -146,6 +146,7 @@ class Node:
                  len(workers), self.opts.pool, ",".join(self.opts.queues))
         self.last_status = self._status_text()
         self.next_status = time.monotonic() + STATUS_INTERVAL
+        self.app.middleware.emit("node_ready", self.app, self)  # worker_ready
         self.notifier.ready(self.last_status)
 
     def _start_failed(self, w: Worker, reason: str) -> None:

@@ -205,12 +205,15 @@ class ThreadPool:
         consumer = child_mod.Consumer(self.spec, w.consumer, rt, hooks, interruptible=False)
 
         def body() -> None:
+            # Per consumer thread, so a hook can open a thread-bound resource (sqlite3).
+            app.middleware.emit("process_start", app, consumer)
             try:
                 consumer.run()
             except Exception:
                 consumer.exit_code = 1
                 log.exception("Pool thread %d (%s) crashed", w.index, w.consumer)
             finally:
+                app.middleware.emit("process_stop", app, consumer, consumer.exit_code)
                 os.close(wfd)
                 if broker is not app.broker:
                     broker.close()
