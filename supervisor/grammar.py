@@ -34,12 +34,13 @@ from dataclasses import dataclass
 
 from qmulti.supervisor.nodes import Node
 from qmulti.supervisor.options import URL_ENV, GrammarError, Option, ParsedArgs, tokenize
+from qmulti.system.expand import expand as system_expand
+from qmulti.system.expand import host_keys
 
 DEFAULT_RANGE_PREFIX = "celery"
 DEFAULT_PIDFILE = "%n.pid"
 DEFAULT_LOGFILE = "%n%I.log"
 
-_FORMAT_KEY = re.compile(r"%([%\w])")
 _NAME_PART = re.compile(r"^[\w][\w.\-]*$")
 _INDEX_RANGE = re.compile(r"^(\d+)-(\d+)$")
 _BAD_RANGE = re.compile(r"^\d*-\d*$")
@@ -55,25 +56,13 @@ def expand(template: str, keys: Keys, what: str = "", escape: str = "%") -> str:
     `%%` becomes `escape`: `%`, or `%%` again for a path the node expands once more.
     """
 
-    def one(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key == "%":
-            return escape
-        if key not in keys:
-            known = " ".join(f"%{k}" for k in keys)
-            where = f" in {what}" if what else ""
-            raise GrammarError(
-                f"unknown %{key}{where} {template!r}: use {known} (or %% for a literal %)"
-            )
-        return keys[key]
+    def unknown(key: str) -> GrammarError:
+        known = " ".join(f"%{k}" for k in keys)
+        where = f" in {what}" if what else ""
+        return GrammarError(
+            f"unknown %{key}{where} {template!r}: use {known} (or %% for a literal %)")
 
-    return _FORMAT_KEY.sub(one, template)
-
-
-def host_keys(hostname: str) -> dict[str, str]:
-    """Keys for node names and `-n`: only the machine is known yet."""
-    first, _, domain = hostname.partition(".")
-    return {"h": hostname, "n": first, "d": domain}
+    return system_expand(template, keys, unknown, escape=escape, word_keys_only=True)
 
 
 def node_keys(name: str, shortname: str, host: str) -> dict[str, str]:

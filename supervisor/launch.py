@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from qmulti.supervisor.nodes import Node
 from qmulti.supervisor.procs import Pinned, pin
 from qmulti.supervisor.report import NodeResult
+from qmulti.system.environ import node_environ
 
 LOG_TAIL_LINES = 10
 # How often a launched node's pidfile is probed until it is held (then its pidfd
@@ -91,15 +92,6 @@ class _Launch:
         lines += log_tail(self.logfile, since=self.log_offset)
         pid = self.pinned.pid if self.pinned and not self.pinned.exited() else None
         return NodeResult(self.node.name, False, "FAILED", pid, detail, tuple(lines))
-
-
-def _node_env(node: Node, notify_path: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(node.env)
-    for key in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
-        env.pop(key, None)
-    env["NOTIFY_SOCKET"] = notify_path
-    return env
 
 
 def _receive(launch: _Launch) -> None:
@@ -175,7 +167,7 @@ def launch_and_wait(nodes: list[Node], cwd: str, timeout: float,
             with open(launch.errpath, "wb") as err:
                 launch.proc = subprocess.Popen(
                     [*node.command(), *node.argv(cwd)],
-                    cwd=cwd, env=_node_env(node, path), stdin=subprocess.DEVNULL,
+                    cwd=cwd, env=node_environ(node.env, path), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                 )
         deadline = time.monotonic() + timeout

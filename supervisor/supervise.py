@@ -42,12 +42,13 @@ from qmulti.supervisor.supervised import (
     describe_exit,
     group_alive,
     node_argv,
-    node_env,
 )
 from qmulti.system import exitcodes as node_exit
 from qmulti.system import startsignals
 from qmulti.system.backoff import Backoff
+from qmulti.system.environ import node_environ
 from qmulti.system.notify import Notifier
+from qmulti.system.wakeup import Wakeup
 
 S = NodeState
 PREFIX = "qmulti supervise"
@@ -67,8 +68,11 @@ class Supervisor:
         self.notifier = notifier
         self.tmpdir = tempfile.mkdtemp(prefix="qmulti-supervise-")
         self.notify_path = os.path.join(self.tmpdir, "notify.sock")
+        # Each node stops when we die (qmulti.system.startsignals: PR_SET_PDEATHSIG).
+        parent = [(startsignals.ENV_PARENT, str(os.getpid()))]
         self.nodes = [Supervised(n, node_argv(n, cwd), os.path.join(cwd, n.pidfile),
-                                 node_env(n, self.notify_path)) for n in nodes]
+                                 node_environ([*n.env, *parent], self.notify_path))
+                      for n in nodes]
         self.by_pid: dict[int, Supervised] = {}
         self.stopping = False
         self.cold = False  # QUIT instead of TERM: a cold stop was asked for
@@ -77,21 +81,18 @@ class Supervisor:
         self.ready_sent = False
         self.last_status = ""
         self.selector = selectors.DefaultSelector()
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup = Wakeup()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     # -- the loop ---------------------------------------------------------------
 
     def run(self) -> int:
-        previous = {sig: signal.signal(sig, _record_only) for sig in HANDLED}
-        old_wakeup = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for signum in startsignals.take():  # held while we imported (supervisor/entry.py)
-            os.write(self.wake_w, bytes([signum]))
+        self.wakeup.install(HANDLED)
         try:
             self.sock.bind(self.notify_path)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             self.sock.setblocking(False)
-            self.selector.register(self.wake_r, selectors.EVENT_READ)
+            self.selector.register(self.wakeup.fileno(), selectors.EVENT_READ)
             self.selector.register(self.sock, selectors.EVENT_READ)
             self.log(f"supervising {len(self.nodes)} node(s), pid {os.getpid()}")
             now = time.monotonic()
@@ -102,19 +103,15 @@ class Supervisor:
                 if code is not None:
                     return code
         finally:
-            signal.set_wakeup_fd(old_wakeup)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.selector.close()
             self.sock.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
+            self.wakeup.close()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def step(self) -> int | None:
         """One turn: wait, take in signals, datagrams and exits, reconcile. An exit code ends it."""
         self.selector.select(self._wait_time(time.monotonic()))
-        for signum in self._drain_wakeups():
+        for signum in self.wakeup.drain():
             self._dispatch(signum, time.monotonic())
         self._read_notify()  # before reaping: a node's last words precede its exit
         self.reap()
@@ -128,18 +125,6 @@ class Supervisor:
         for item in self.nodes:
             deadlines += [t for t in (item.quit_at, item.kill_at) if t is not None]
         return max(0.0, min([TICK, *(t - now for t in deadlines)]))
-
-    def _drain_wakeups(self) -> list[int]:
-        data = b""
-        while True:
-            try:
-                chunk = os.read(self.wake_r, 512)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            data += chunk
-        return list(data)
 
     def _dispatch(self, signum: int, now: float) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -358,7 +343,7 @@ class Supervisor:
             groups = {pgid for pgid in groups if group_alive(pgid)}
             if groups:
                 self.selector.select(0.05)
-                self._drain_wakeups()
+                self.wakeup.drain()
         for pgid in groups:
             self.log(f"process group {pgid} outlived its node: sent KILL")
             with contextlib.suppress(ProcessLookupError):
@@ -382,10 +367,6 @@ class Supervisor:
 
     def log(self, message: str) -> None:
         print(f"{PREFIX}: {message}", file=sys.stderr, flush=True)
-
-
-def _record_only(signum: int, frame: object) -> None:
-    """The C-level handler already wrote `signum` to the wake-up pipe; nothing else to do."""
 
 
 def run(inv: Invocation, cwd: str) -> int:

@@ -30,9 +30,6 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.
 FATAL_CODES = {node_exit.EX_CONFIG: "configuration error", node_exit.EX_USAGE: "usage error"}
 # systemd's per-process variables: they name *our* pid and fds, so a node that
 # inherited them would ping a watchdog or take sockets meant for us.
-_NOT_INHERITED = ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-
-
 @dataclass
 class Supervised:
     """One node under supervision: its process (if any) and what is planned for it."""
@@ -113,20 +110,6 @@ class Supervised:
 def node_argv(node: Node, cwd: str) -> list[str]:
     """What `start` runs, minus --detach: the node stays our child."""
     return [word for word in node.argv(cwd) if word not in ("--detach", "-D")]
-
-
-def node_env(node: Node, notify_path: str) -> dict[str, str]:
-    """Our environment plus the node's, with NOTIFY_SOCKET pointing at our socket.
-
-    The node reports READY=1 to us, not to systemd: we speak for all the nodes.
-    """
-    env = dict(os.environ)
-    env.update(node.env)
-    for key in _NOT_INHERITED:
-        env.pop(key, None)
-    env["NOTIFY_SOCKET"] = notify_path
-    env[startsignals.ENV_PARENT] = str(os.getpid())  # the node stops when we die
-    return env
 
 
 def already_running(nodes: list[Node], cwd: str) -> list[str]:

@@ -30,6 +30,7 @@ from qmulti.brokers.base import Broker, Delivery
 from qmulti.exceptions import BrokerError, SoftTimeLimitExceeded
 from qmulti.node import logs, proctitle
 from qmulti.node.execute import Hooks, RateLimiter, Running, Runtime, execute
+from qmulti.system.backoff import Backoff
 
 # Longest a consumer blocks in claim: bounds how late a threads-pool consumer notices
 # a stop request (prefork children are interrupted at once by SIGUSR2).
@@ -100,7 +101,7 @@ class Consumer:
         return len(rest)
 
     def run(self) -> str:
-        delay = 0.1
+        backoff = Backoff(first=0.1, cap=5.0)
         log = self.rt.log
         while not self.stop_requested:
             self.idle = True
@@ -111,14 +112,14 @@ class Consumer:
                                              self.spec.prefetch, CLAIM_TIMEOUT)
             except BrokerError as exc:
                 self.idle = False
+                delay = backoff.next_delay(0.0)
                 log.warning("Consumer %s: broker error while claiming (%s); retrying in "
                             "%.1fs", self.name, exc, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
             finally:
                 self.idle = False
-            delay = 0.1
+            backoff.reset()
             with self.lock:
                 self.pending = list(batch)
             reason = self._run_pending()
@@ -276,7 +277,6 @@ class ChildSetup:
     reopen_log: bool
     time_limit: float | None
     soft_time_limit: float | None
-    after_fork: Callable[[], None] | None = None
 
 
 def child_main(setup: ChildSetup) -> int:

@@ -34,6 +34,7 @@ from qmulti.exceptions import (
     TaskRevokedError,
     TimeLimitExceeded,
 )
+from qmulti.request import ExceptionInfo, Request
 from qmulti.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
 
 T = TypeVar("T")
@@ -116,17 +117,6 @@ class Hooks(Protocol):
 
     def end(self) -> None:
         """The outcome is stored and the message is gone."""
-
-
-class NoHooks:
-    def begin(self, running: Running) -> None:
-        pass
-
-    def returned(self) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
 
 
 def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
@@ -403,9 +393,7 @@ def _extended(rt: Runtime, env: protocol.Envelope, delivery: Delivery) -> dict[s
             "worker": rt.hostname, "queue": env.queue or delivery.queue}
 
 
-def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Any:
-    from qmulti.task import Request
-
+def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Request:
     info = {"queue": delivery.queue, "routing_key": delivery.queue, "mid": delivery.mid,
             "deliveries": delivery.deliveries + 1}
     return Request(id=env.id, task=env.task, retries=env.retries, args=list(env.args),
@@ -414,13 +402,8 @@ def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Any:
                    root_id=env.root_id or env.id, parent_id=env.parent_id)
 
 
-def _exception_info(exc: BaseException, tb: str) -> Any:
-    try:
-        from qmulti.task import ExceptionInfo
-
-        return ExceptionInfo(exc, type(exc), tb)
-    except (ImportError, TypeError):
-        return None
+def _exception_info(exc: BaseException, tb: str) -> ExceptionInfo:
+    return ExceptionInfo(exc, type(exc), tb)
 
 
 def _handler(rt: Runtime, task: Any, name: str, *args: Any) -> None:

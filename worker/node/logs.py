@@ -27,6 +27,7 @@ import sys
 from typing import IO, Any
 
 from qmulti.exceptions import ConfigError, UsageError
+from qmulti.system.expand import expand, host_keys
 
 LEVELS = {
     "debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -57,9 +58,7 @@ def split_node_name(node: str) -> tuple[str, str]:
 
 def expand_hostname(template: str, host: str | None = None) -> str:
     """Expand `-n`: %h the host name with domain, %n the short host name, %d the domain."""
-    host = host or socket.gethostname()
-    short, _, domain = host.partition(".")
-    return _expand(template, {"h": host, "n": short, "d": domain})
+    return _expand(template, host_keys(host or socket.gethostname()))
 
 
 def expand_path(template: str, node: str, index: int | None = None) -> str:
@@ -75,23 +74,10 @@ def expand_path(template: str, node: str, index: int | None = None) -> str:
 
 
 def _expand(template: str, keys: dict[str, str]) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(template):
-        ch = template[i]
-        if ch == "%" and i + 1 < len(template):
-            key = template[i + 1]
-            if key == "%":
-                out.append("%")
-            elif key in keys:
-                out.append(keys[key])
-            else:
-                raise UsageError(f"unknown %{key} in {template!r}; use %h, %n, %d, %i or %I")
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
+    def unknown(key: str) -> UsageError:
+        return UsageError(f"unknown %{key} in {template!r}; use %h, %n, %d, %i or %I")
+
+    return expand(template, keys, unknown)
 
 
 class _NodeFormatter(logging.Formatter):

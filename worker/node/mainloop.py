@@ -39,8 +39,9 @@ from qmulti.node.child import (
 )
 from qmulti.node.execute import store_time_limit
 from qmulti.node.pool import Death, PreforkPool, ThreadPool, Worker
-from qmulti.system import startsignals
+from qmulti.system.backoff import Backoff
 from qmulti.system.notify import Notifier
+from qmulti.system.wakeup import Wakeup
 
 log = logging.getLogger("qmulti")
 
@@ -104,9 +105,7 @@ class Node:
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
                                  opts.concurrency)
         self.scaler = None if opts.autoscale is None else Autoscaler(*opts.autoscale)
-        self.wake_r, self.wake_w = os.pipe()
-        for fd in (self.wake_r, self.wake_w):
-            os.set_blocking(fd, False)
+        self.wakeup = Wakeup()
         if opts.pool == "prefork":
             self.pool: PreforkPool | ThreadPool = PreforkPool(self._child_setup)
         else:
@@ -180,7 +179,7 @@ class Node:
     def _wait(self, timeout: float) -> None:
         # poll, not select: -P gevent -c 500 has more than FD_SETSIZE (1024) descriptors
         poller = select.poll()
-        for fd in [self.wake_r] + [w.rfd for w in self.pool.all() if not w.eof]:
+        for fd in [self.wakeup.fileno()] + [w.rfd for w in self.pool.all() if not w.eof]:
             poller.register(fd, select.POLLIN)
         try:
             ready = {fd for fd, _ in poller.poll(max(0, int(timeout * 1000 + 0.999)))}
@@ -205,21 +204,10 @@ class Node:
 
     # -- signals -------------------------------------------------------------------------
     def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for sig in handled_signals():
-            if sig != signal.SIGALRM:
-                signal.signal(sig, _wake_only)
-        # What arrived while the node was still importing (qmulti.system.startsignals)
-        # is handled now, in order: a TERM at start is a warm stop like any other.
-        for signum in startsignals.take():
-            os.write(self.wake_w, bytes([signum]))
+        self.wakeup.install(sig for sig in handled_signals() if sig != signal.SIGALRM)
 
     def _handle_signals(self) -> None:
-        try:
-            data = os.read(self.wake_r, 4096)
-        except BlockingIOError:
-            return
-        for signum in data:
+        for signum in self.wakeup.drain():
             handler = getattr(self, f"_on_{_signame(signum).lower()}", None)
             if handler is not None:
                 handler()
@@ -428,7 +416,7 @@ class Node:
                 continue
             self.respawn_at.pop(index, None)
             self.generation += 1
-            w = self.pool.spawn(index, self.generation, [self.wake_r, self.wake_w])
+            w = self.pool.spawn(index, self.generation, [self.wakeup.rfd, self.wakeup.wfd])
             log.debug("Started pool child %d (%s)", index, w.consumer)
 
     def _child_setup(self, w: Worker, wfd: int) -> ChildSetup:
@@ -446,7 +434,7 @@ class Node:
     def _connect(self) -> bool:
         """Heartbeat once before forking: the node is ready only when the broker answers.
         ConfigError (bad URL, unwritable path) propagates: exit 78."""
-        delay = 0.5
+        backoff = Backoff(first=0.5, cap=MAX_BACKOFF)
         failures = 0
         while True:
             try:
@@ -465,7 +453,7 @@ class Node:
                 else:
                     log.debug("Broker still unreachable (try %d): %s", failures, exc)
                 self.notifier.status(f"waiting for the broker: {exc}")
-            deadline = time.monotonic() + delay
+            deadline = time.monotonic() + backoff.next_delay(0.0)
             while time.monotonic() < deadline and self.state == RUNNING:
                 self.notifier.watchdog()  # waiting for the broker is not hanging
                 due = self.notifier.watchdog_due_in()
@@ -474,7 +462,6 @@ class Node:
                 self._handle_signals()
             if self.state != RUNNING:
                 return False
-            delay = min(delay * 2, MAX_BACKOFF)
 
     def _purge(self) -> None:
         """--purge, as Celery's: the waiting messages of this node's queues are deleted
@@ -583,13 +570,8 @@ class Node:
                       "when its heartbeat expires", exc)
         log.info("%s %s", self.opts.name,
                  "restarting in place" if self.restart_requested else "stopped")
-        signal.set_wakeup_fd(-1)
-        for fd in (self.wake_r, self.wake_w):
-            os.close(fd)
+        self.wakeup.close(restore_handlers=False)  # a late TERM must not kill us mid-exit
 
-
-def _wake_only(signum: int, frame: Any) -> None:
-    """The C-level handler already wrote `signum` to the wake-up fd; nothing else here."""
 
 
 def _signame(signum: int) -> str:

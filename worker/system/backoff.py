@@ -1,4 +1,5 @@
-"""Restart delays of one supervised node: 1 s doubling to 60 s, reset after 60 s of good running.
+"""Doubling delays with a cap: restarts of one supervised node (1 s doubling to 60 s, reset
+after 60 s of good running), and a node's retries of an unreachable broker.
 
 A node that dies at once every time (broker down, a crash in a task module's
 import) must not be restarted in a tight loop that eats the CPU and floods the
@@ -32,3 +33,7 @@ class Backoff:
         delay = self.upcoming
         self.upcoming = min(self.cap, self.upcoming * 2)
         return delay
+
+    def reset(self) -> None:
+        """It worked: the next failure starts again from the first delay."""
+        self.upcoming = self.first
