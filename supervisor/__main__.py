@@ -2,7 +2,7 @@
 
 import sys
 
-from qmulti.supervisor.cli import main
+from qmulti.supervisor.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

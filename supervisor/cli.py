@@ -109,7 +109,9 @@ COMMANDS: dict[str, Command] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("help", "-h", "--help"):
+    # `--help` anywhere before a `--` asks for the usage (words after `--` are the nodes').
+    before = args[:args.index("--")] if "--" in args else args
+    if not args or args[0] in ("help", "-h") or "--help" in before:
         print(USAGE, file=sys.stdout if args else sys.stderr)
         return exitcodes.EX_OK if args else exitcodes.EX_USAGE
     command = COMMANDS.get(args[0])

@@ -45,7 +45,7 @@ _NAME_PART = re.compile(r"^[\w][\w.\-]*$")
 _INDEX_RANGE = re.compile(r"^(\d+)-(\d+)$")
 _BAD_RANGE = re.compile(r"^\d*-\d*$")
 # celery multi's own knobs over its command line, which qmulti does not have.
-_CELERY_ONLY = ("--cmd", "--append", "--executable")
+_CELERY_ONLY = ("--cmd", "--append")
 
 Keys = Mapping[str, str]
 
@@ -80,6 +80,7 @@ class Invocation:
     json: bool = False
     quiet: bool = False
     verbose: bool = False
+    executable: str | None = None  # --executable: the Python that runs each node
 
 
 def _split_name(full: str, word: str) -> tuple[str, str]:
@@ -94,7 +95,7 @@ def _split_name(full: str, word: str) -> tuple[str, str]:
 def node_names(parsed: ParsedArgs, hostname: str) -> list[tuple[str, str]]:
     """(shortname, host) of every node, in order. Consumes the naming options."""
     hkeys = host_keys(hostname)
-    host_opt = parsed.take("--hostname")
+    host_opt = parsed.take("--hostname", prefer="--hostname")
     range_prefix = parsed.take_value("--range-prefix") or DEFAULT_RANGE_PREFIX
     prefix = parsed.take_value("--prefix") or ""
     suffix = parsed.take_value("--suffix") or ""
@@ -194,6 +195,9 @@ def build(argv: list[str], hostname: str,
     json = parsed.take_flag("--json")
     quiet = parsed.take_flag("--quiet")
     verbose = parsed.take_flag("--verbose")
+    executable = parsed.take_value("--executable")
+    if executable is not None:
+        executable = expanduser(executable)
     parsed.take("--nosplash")
     parsed.take("--no-color")
     parsed.take("--detach")  # always passed; a second one would only repeat it
@@ -221,6 +225,9 @@ def build(argv: list[str], hostname: str,
                 if opt.value is None:
                     raise GrammarError(f"{opt.spelling} needs a path")
                 paths[opt.key] = opt.value
+            elif opt.key == "--workdir" and opt.value is not None:
+                rest.append(Option(opt.key, opt.spelling,
+                                   expanduser(expand(opt.value, keys, opt.spelling))))
             elif opt.key in URL_ENV and opt.value is not None:
                 env.append((URL_ENV[opt.key], opt.value))  # never expanded: a password may hold %
             else:
@@ -230,14 +237,14 @@ def build(argv: list[str], hostname: str,
         pidfile = expanduser(pidfile.replace("%I", "").replace("%i", "0"))
         logfile = expanduser(expand(paths["--logfile"], keys, "--logfile", escape="%%"))
         nodes.append(Node(name, shortname, host, tuple(rest), tuple(parsed.passthrough),
-                          pidfile, logfile, tuple(env)))
+                          pidfile, logfile, tuple(env), executable))
     seen: dict[str, str] = {}
     for node in nodes:
         other = seen.setdefault(node.pidfile, node.name)
         if other != node.name:
             raise GrammarError(f"{other} and {node.name} would share the pidfile "
                                f"{node.pidfile}: put %n in --pidfile")
-    return Invocation(tuple(nodes), timeout, json, quiet, verbose)
+    return Invocation(tuple(nodes), timeout, json, quiet, verbose, executable)
 
 
 def find(nodes: tuple[Node, ...], wanted: str) -> Node | None:

@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import deque
@@ -167,7 +166,7 @@ def launch_and_wait(nodes: list[Node], cwd: str, timeout: float,
             selector.register(sock, selectors.EVENT_READ, launch)
             with open(launch.errpath, "wb") as err:
                 launch.proc = subprocess.Popen(
-                    [sys.executable, "-m", "qmulti", *node.argv(cwd)],
+                    [*node.command(), *node.argv(cwd)],
                     cwd=cwd, env=node_environ(node.env, path), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                 )

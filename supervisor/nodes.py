@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 
 from qmulti.supervisor.options import Option
@@ -48,6 +49,11 @@ class Node:
     # Extra environment for the node: broker/backend URLs given as -b/--result-backend,
     # passed as QMULTI_BROKER_URL/QMULTI_RESULT_BACKEND so no password shows in `ps`.
     env: tuple[tuple[str, str], ...] = ()
+    executable: str | None = None  # --executable: the Python to run the node with
+
+    def command(self) -> list[str]:
+        """The program words before the arguments: this Python, or --executable's."""
+        return [self.executable or sys.executable, "-m", "qmulti"]
 
     @property
     def main_logfile(self) -> str:
@@ -77,4 +83,5 @@ class Node:
 
     def show_line(self) -> str:
         env = [f"{key}={mask_url(value)}" for key, value in self.env]
-        return shlex.join([*env, PROGRAM, *self.display_argv()])
+        program = [self.executable, "-m", "qmulti"] if self.executable else [PROGRAM]
+        return shlex.join([*env, *program, *self.display_argv()])

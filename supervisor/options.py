@@ -44,6 +44,7 @@ QWORKER_VALUE_OPTIONS: dict[str, str | None] = {
     "--prefetch-multiplier": None,
     "--uid": None,
     "--gid": None,
+    "--workdir": None,  # `~` expanded here, as in --pidfile and --logfile
     # Celery's (worker/node/compat.py)
     "--autoscale": None,
     "--optimization": "-O",
@@ -66,8 +67,9 @@ NAMING_OPTIONS: dict[str, str | None] = {
     "--prefix": None,
     "--suffix": None,
 }
-# The controller's own settings.
-CONTROL_VALUE_OPTIONS: dict[str, str | None] = {"--timeout": None}
+# The controller's own settings. `--executable` is the Python that runs each node
+# (Celery's name for it).
+CONTROL_VALUE_OPTIONS: dict[str, str | None] = {"--timeout": None, "--executable": None}
 CONTROL_FLAGS: dict[str, str | None] = {
     "--json": None,
     "--quiet": "-q",
@@ -119,12 +121,15 @@ class ParsedArgs:
     options: list[Option] = field(default_factory=list)
     passthrough: list[str] = field(default_factory=list)
 
-    def take(self, key: str) -> Option | None:
+    def take(self, key: str, prefer: str | None = None) -> Option | None:
         """Remove every global `key` option and return the last one (last wins).
 
+        With `prefer`, the last one spelt so wins over the other spellings, as
+        Celery reads `--hostname` before `-n` whatever their order.
         Per-node forms of a qmulti-only option make no sense and are refused.
         """
         found: Option | None = None
+        preferred: Option | None = None
         kept: list[Option] = []
         for opt in self.options:
             if opt.key != key:
@@ -135,8 +140,10 @@ class ParsedArgs:
                     f"{opt.spelling}:{opt.spec}: {opt.spelling} cannot be given per node"
                 )
             found = opt
+            if opt.spelling == prefer:
+                preferred = opt
         self.options = kept
-        return found
+        return preferred or found
 
     def take_value(self, key: str, default: str | None = None) -> str | None:
         opt = self.take(key)

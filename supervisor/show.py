@@ -19,6 +19,9 @@ tests/supervisor/test_show.py):
   so no password shows in `ps`) and shown first as `VAR=URL`; URL passwords
   show as `***`; `%%` in --logfile stays `%%` (the node expands the path once
   more); words are shell-quoted where needed, so the line can be pasted.
+- `--executable PY` runs each node with that Python (`PY -m qmulti`); `~` expands
+  in `--workdir`, `--pidfile` and `--logfile`; `--help` anywhere before `--` prints
+  the usage; `--hostname` wins over `-n` whatever their order, as in Celery.
 - `get NODE` prints that node's qworker arguments without the program (Celery
   prints its argv without the executable); NODE may be the short name when it
   is unique (Celery needs `w1@host`), and an unknown NODE is an error line and
@@ -30,7 +33,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from qmulti.supervisor.grammar import build, expand, find, node_keys
+from qmulti.supervisor.grammar import build, expand, find, host_keys, node_keys
 from qmulti.supervisor.options import GrammarError
 
 ExpandUser = Callable[[str], str]
@@ -66,6 +69,7 @@ def get(argv: list[str], hostname: str, expanduser: ExpandUser = _same) -> list[
         raise GrammarError("get needs a node name, as in: qmulti get w1 w1 w2 -c 2")
     wanted, rest = argv[0], argv[1:]
     nodes = build(rest, hostname, expanduser).nodes
+    wanted = expand(wanted, host_keys(hostname), "node name")  # as the NODES were
     node = find(nodes, wanted)
     if node is None:
         listing = ", ".join(n.name for n in nodes)

@@ -38,11 +38,13 @@ from qmulti.supervisor.supervised import (
     FATAL_CODES,
     HANDLED,
     Supervised,
+    already_running,
     describe_exit,
     group_alive,
     node_argv,
 )
 from qmulti.system import exitcodes as node_exit
+from qmulti.system import startsignals
 from qmulti.system.backoff import Backoff
 from qmulti.system.environ import node_environ
 from qmulti.system.notify import Notifier
@@ -66,8 +68,11 @@ class Supervisor:
         self.notifier = notifier
         self.tmpdir = tempfile.mkdtemp(prefix="qmulti-supervise-")
         self.notify_path = os.path.join(self.tmpdir, "notify.sock")
+        # Each node stops when we die (qmulti.system.startsignals: PR_SET_PDEATHSIG).
+        parent = [(startsignals.ENV_PARENT, str(os.getpid()))]
         self.nodes = [Supervised(n, node_argv(n, cwd), os.path.join(cwd, n.pidfile),
-                                 node_environ(n.env, self.notify_path)) for n in nodes]
+                                 node_environ([*n.env, *parent], self.notify_path))
+                      for n in nodes]
         self.by_pid: dict[int, Supervised] = {}
         self.stopping = False
         self.cold = False  # QUIT instead of TERM: a cold stop was asked for
@@ -369,4 +374,7 @@ def run(inv: Invocation, cwd: str) -> int:
     nodes = list(inv.nodes)
     require_app(inv.nodes, "supervise")
     check_paths(nodes, cwd)
-    return Supervisor(nodes, cwd, inv.timeout, Notifier.from_env()).run()
+    running = already_running(nodes, cwd)  # retrying against a held pidfile loops forever
+    for line in running:
+        print(f"{PREFIX}: {line}", file=sys.stderr, flush=True)
+    return 1 if running else Supervisor(nodes, cwd, inv.timeout, Notifier.from_env()).run()

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 
-from qmulti.pidfiles import PidfileError, remove_stale
+from qmulti.pidfiles import PidfileError, probe, remove_stale
 from qmulti.supervisor.cluster import QUIT_GRACE
 from qmulti.supervisor.nodes import Node
 from qmulti.supervisor.states import NodeState
 from qmulti.system import exitcodes as node_exit
+from qmulti.system import startsignals
 from qmulti.system.backoff import Backoff
 
 # The signals `supervise` catches. A node is spawned with these at their default
@@ -65,10 +65,13 @@ class Supervised:
         """
         self.last_status, self.stage, self.we_killed = "", "", False
         self.quit_at = self.kill_at = None
-        argv = [sys.executable, "-m", "qmulti", *self.argv]
+        argv = [*self.node.command(), *self.argv]
         try:
             pid = os.posix_spawn(
-                sys.executable, argv, self.env, setpgroup=0, setsigdef=HANDLED,
+                argv[0], argv, self.env, setpgroup=0, setsigdef=HANDLED,
+                # Held blocked until the node's entry point can remember them
+                # (qmulti.system.startsignals): a TERM while it imports is a warm stop.
+                setsigmask=startsignals.HELD,
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
             )
         except OSError:
@@ -107,6 +110,17 @@ class Supervised:
 def node_argv(node: Node, cwd: str) -> list[str]:
     """What `start` runs, minus --detach: the node stays our child."""
     return [word for word in node.argv(cwd) if word not in ("--detach", "-D")]
+
+
+def already_running(nodes: list[Node], cwd: str) -> list[str]:
+    """One line per node whose pidfile is held already (by `qmulti start`, say)."""
+    lines = []
+    for node in nodes:
+        status = probe(os.path.join(cwd, node.pidfile))
+        if status.state == "running":
+            lines.append(f"{node.name} is already running (pid {status.pid}, pidfile "
+                         f"{node.pidfile}); stop it first: qmulti stop {node.name}")
+    return lines
 
 
 def describe_exit(code: int, we_killed: bool = False) -> str:

@@ -53,7 +53,7 @@ def test_missing_values_are_usage_errors(argv: list[str]) -> None:
     (["w1", "--timeout", "soon"], "--timeout 'soon'"),
     (["w1", "--timeout=-1"], "--timeout '-1'"),
     (["w1", "--json:1"], "cannot be given per node"),
-    (["w1", "--executable=/usr/bin/python3"], "celery multi option"),
+    (["w1", "--cmd=foo"], "celery multi option"),
     (["w1", "w2", "--pidfile=x.pid"], "would share the pidfile x.pid"),
 ])
 def test_malformed_grammar_names_the_problem(argv: list[str], message: str) -> None:

@@ -500,7 +500,7 @@ qmulti (exit 0):
 celery (exit 0):
     PY -m celery --workdir=$HOME/x -A tasks worker --detach -n w1@vm --pidfile=/var/run/celery/w1.pid --logfile=/var/log/celery/w1%I.log --executable=PY
 qmulti (exit 0):
-    qworker --detach -A tasks '--workdir=~/x' -n w1@vm --pidfile=w1.pid --logfile=w1%I.log
+    qworker --detach -A tasks --workdir=/home/u/x -n w1@vm --pidfile=w1.pid --logfile=w1%I.log
 ### show w1 --pidfile=~/%n.pid
 celery (exit 0):
     PY -m celery worker --detach --pidfile=$HOME/w1.pid -n w1@vm --logfile=/var/log/celery/w1%I.log --executable=PY
@@ -529,8 +529,8 @@ qmulti (exit 2):
 ### show w1 --executable=/usr/bin/python3
 celery (exit 0):
     /usr/bin/python3 -m celery worker --detach --executable=/usr/bin/python3 -n w1@vm --pidfile=/var/run/celery/w1.pid --logfile=/var/log/celery/w1%I.log
-qmulti (exit 2):
-    stderr: qmulti show: --executable is a celery multi option that qmulti does not have
+qmulti (exit 0):
+    /usr/bin/python3 -m qmulti --detach -n w1@vm --pidfile=w1.pid --logfile=w1%I.log
 ### show w1 --foo bar
 celery (exit 0):
     PY -m celery worker --detach --foo -n w1@vm --pidfile=/var/run/celery/w1.pid --logfile=/var/log/celery/w1%I.log --executable=PY
@@ -800,6 +800,51 @@ celery (exit 0):
     PY -m celery worker --detach --without-heartbeat -l info -n w1@vm --pidfile=/var/run/celery/w1.pid --logfile=/var/log/celery/w1%I.log --executable=PY
 qmulti (exit 0):
     qworker --detach --without-heartbeat -l info -n w1@vm --pidfile=w1.pid --logfile=w1%I.log
+### get w1@%h w1@%h
+celery (exit 0):
+    (nothing)
+qmulti (exit 0):
+    --detach -n w1@vm --pidfile=w1.pid --logfile=w1%I.log
+### names w1 -n a.com --hostname=b.com
+celery (exit 0):
+    w1@b.com
+qmulti (exit 0):
+    w1@b.com
+### names w1 --hostname=b.com -n a.com
+celery (exit 0):
+    w1@b.com
+qmulti (exit 0):
+    w1@b.com
+### show w1 --logfile=~/%n.log
+celery (exit 0):
+    PY -m celery worker --detach --logfile=$HOME/w1.log -n w1@vm --pidfile=/var/run/celery/w1.pid --executable=PY
+qmulti (exit 0):
+    qworker --detach -n w1@vm --pidfile=w1.pid --logfile=/home/u/w1.log
+### show w1 -A tasks -- -c 3 -- x=1
+celery (exit 0):
+    PY -m celery -A tasks worker --detach -n w1@vm --pidfile=/var/run/celery/w1.pid --logfile=/var/log/celery/w1%I.log --executable=PY -- -c 3 -- x=1
+qmulti (exit 0):
+    qworker --detach -A tasks -n w1@vm --pidfile=w1.pid --logfile=w1%I.log -c 3 -- x=1
+### show w1 --help
+celery (exit 0):
+    (usage text)
+qmulti (exit 0):
+    (usage text)
+### names w1 w2 --help
+celery (exit 0):
+    (usage text)
+qmulti (exit 0):
+    (usage text)
+### get w1 --help
+celery (exit 0):
+    (usage text)
+qmulti (exit 0):
+    (usage text)
+### show w1 -A tasks -- --help
+celery (exit 0):
+    PY -m celery -A tasks worker --detach -n w1@vm --pidfile=/var/run/celery/w1.pid --logfile=/var/log/celery/w1%I.log --executable=PY -- --help
+qmulti (exit 0):
+    qworker --detach -A tasks -n w1@vm --pidfile=w1.pid --logfile=w1%I.log --help
 ### expand %h/%x w1
 celery (exit 1):
     (traceback) ValueError: Unknown format %x
@@ -846,6 +891,9 @@ def test_qmulti_output(args: str, celery: list[str], code: int, ours: list[str],
         assert len(captured.err.splitlines()) == 1, "an error is one line"
         assert "Traceback" not in captured.err
         printed.append("stderr: " + captured.err.strip())
+    if ours == ["(usage text)"]:
+        assert printed[0].startswith("usage: qmulti start") and len(printed) > 5
+        return
     assert printed == ([] if ours == ["(nothing)"] else ours)
 
 

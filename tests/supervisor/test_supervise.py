@@ -280,3 +280,106 @@ def test_one_bad_node_is_fatal_while_the_others_serve(
     assert cluster.app().send_task("tasks.add", (1, 1), check=False).get(timeout=30) == 2
     run.proc.send_signal(signal.SIGTERM)
     assert run.wait_exit(30) == 0, run.log()
+
+
+# -- start-up edges (issue 11, items 4 and 5) ------------------------------------------
+
+
+def _catches_term(pid: int) -> bool:
+    """Whether the process has a TERM handler yet (SigCgt in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            caught = next(line for line in fh if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _no_signal_deaths(log: str) -> None:
+    assert "not cleanly" not in log, log
+    deaths = re.findall(r"(\S+@\S+) (?:STOPPED|EXITED|BACKOFF) \(pid \d+\): killed by signal (\w+)",
+                        log)
+    assert all(sig == "KILL" for _, sig in deaths), log  # only the KILL the test sent
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.1])
+def test_term_just_after_a_node_restart_is_a_clean_stop(
+        cluster: Cluster, supervise: list[Supervise], delay: float) -> None:
+    run = start(supervise, cluster, "w1", "w2", *ARGS)
+    run.wait_message("READY")
+    old = run.pid("w1")
+    assert old
+    os.kill(old, signal.SIGKILL)
+    pattern = re.compile(r"w1@\S+ STARTING \(pid (\d+)\)")
+    wait_for(lambda: len(pattern.findall(run.log())) >= 2, 20, f"w1 respawned:\n{run.log()}")
+    time.sleep(delay)  # the instant under test, not synchronisation
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait_exit(60) == 0, run.log()
+    log = run.log()
+    assert re.search(r"w1@\S+ EXITED \(pid \d+\): killed by signal KILL", log), log
+    _no_signal_deaths(log)
+    assert "stopped: every node finished its tasks" in log
+    wait_for(lambda: not cluster.processes(), 10, "no process left")
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.05, 0.1])
+def test_term_just_after_supervise_starts_is_a_clean_stop(
+        cluster: Cluster, supervise: list[Supervise], delay: float) -> None:
+    """From the moment its entry point runs (before the heavy imports, before any node
+    exists, while nodes start): exit 0, no output lost, no node killed by the TERM."""
+    run = start(supervise, cluster, "w1", "w2", *ARGS)
+    wait_for(lambda: _catches_term(run.proc.pid) or run.proc.poll() is not None, 20,
+             "supervise's entry point to run")
+    time.sleep(delay)  # the instant under test, not synchronisation
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait_exit(60) == 0, run.log()
+    log = run.log()
+    _no_signal_deaths(log)
+    assert "stopped" in log
+    wait_for(lambda: not cluster.processes(), 10, "no process left")
+
+
+@pytest.mark.timeout(120)
+def test_nodes_die_with_a_killed_supervise_and_a_new_one_runs_them(
+        cluster: Cluster, supervise: list[Supervise]) -> None:
+    import psutil
+
+    run = start(supervise, cluster, "w1", "w2", *ARGS)
+    run.wait_message("READY")
+    pids = [run.pid("w1"), run.pid("w2")]
+    assert all(pids)
+    kids = [c.pid for p in pids for c in psutil.Process(p).children()]
+    run.proc.kill()
+    killed_at = time.monotonic()
+    run.proc.wait()
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status()
+                             != psutil.STATUS_ZOMBIE for p in pids + kids), 10,
+             "the orphaned nodes to stop")
+    gone_after = time.monotonic() - killed_at
+    assert gone_after < 2.0, f"orphans lived {gone_after:.2f}s after supervise's KILL"
+
+    again = start(supervise, cluster, "w1", "w2", *ARGS)
+    again.wait_message("READY", timeout=30)
+    assert cluster.app().send_task("tasks.add", (2, 3), check=False).get(timeout=30) == 5
+    again.proc.send_signal(signal.SIGTERM)
+    assert again.wait_exit(30) == 0, again.log()
+
+
+@pytest.mark.timeout(120)
+def test_supervise_refuses_nodes_already_running_in_one_line_each(
+        cluster: Cluster, supervise: list[Supervise]) -> None:
+    started = cluster.qmulti("start", "w1", "w2", *ARGS)
+    assert started.returncode == 0, started.stdout + started.stderr
+    began = time.monotonic()
+    run = start(supervise, cluster, "w1", "w2", "w3", *ARGS)
+    assert run.wait_exit(20) == 1, run.log()
+    assert time.monotonic() - began < 10
+    lines = run.log().splitlines()
+    assert len(lines) == 2, lines
+    for name, line in zip(("w1", "w2"), lines, strict=True):
+        assert re.match(rf"qmulti supervise: {name}@\S+ is already running \(pid \d+", line)
+    assert "Traceback" not in run.log()
+    assert run.got("READY") is None
+    assert cluster.qmulti("stopwait", "w1", "w2", *ARGS).returncode == 0

@@ -248,6 +248,13 @@ class PipeHooks:
     def _write(self, line: str) -> None:
         os.write(self.fd, line.encode("utf-8", "replace") + b"\n")
 
+    def up(self) -> None:
+        self._write("U")
+
+    def failed(self, reason: str) -> None:
+        """The child cannot start: one line of why, for the node's log and `qmulti start`."""
+        self._write("X " + " ".join(reason.split()))
+
     def begin(self, running: Running) -> None:
         limit = "-" if running.time_limit is None else f"{running.time_limit:g}"
         self._write(f"B {running.mid} {running.queue} {running.token or '-'} "
@@ -339,16 +346,24 @@ def _child_main(setup: ChildSetup, started: list[Consumer]) -> int:
     from qmulti.system.notify import forget_socket
 
     forget_socket()
-    if setup.reopen_log:
-        logs.setup(setup.spec.node, setup.log_level, setup.logfile)
-    faulthandler.register(signal.SIGUSR1, file=logs.log_fd(), all_threads=True, chain=False)
-    proctitle.set_title(proctitle.child_title(setup.spec.node, setup.index))
+    hooks = PipeHooks(setup.status_fd, setup.spec.node, setup.index, in_process=True)
     log = logging.getLogger("qmulti")
     app = setup.app
-    reset = getattr(app, "reset_after_fork", None)
-    if callable(reset):
-        reset()
-    hooks = PipeHooks(setup.status_fd, setup.spec.node, setup.index, in_process=True)
+    try:
+        if setup.reopen_log:
+            logs.setup(setup.spec.node, setup.log_level, setup.logfile)
+        faulthandler.register(signal.SIGUSR1, file=logs.log_fd(), all_threads=True,
+                              chain=False)
+        proctitle.set_title(proctitle.child_title(setup.spec.node, setup.index))
+        reset = getattr(app, "reset_after_fork", None)
+        if callable(reset):
+            reset()
+    except Exception as exc:
+        # Our own log may be what failed: the reason goes to the node, which logs it and,
+        # before READY, reports it as the reason the start failed.
+        hooks.failed(f"{type(exc).__name__}: {exc}" if not str(exc).startswith("log file")
+                     else str(exc))
+        return 1
     consumer: Consumer | None = None
     try:
         rt = make_runtime(app, setup.spec, app.broker, app.backend, setup.time_limit,
@@ -365,6 +380,7 @@ def _child_main(setup: ChildSetup, started: list[Consumer]) -> int:
         started.append(consumer)
         if consumer.stop_requested:
             return 0
+        hooks.up()  # the node is READY once every child has said so
         reason = consumer.run()
     except WarmStop:
         return 0

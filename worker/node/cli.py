@@ -22,11 +22,12 @@ import click
 from qmulti.exceptions import ConfigError, QmultiError, UsageError
 from qmulti.node import compat, logs
 from qmulti.node.mainloop import ENV_REEXEC
-from qmulti.system import exitcodes
+from qmulti.system import exitcodes, startsignals
 from qmulti.system.notify import Notifier
 from qmulti.urls import mask_url, parse_url
 
 POOLS = ("prefork", "solo", "threads", *compat.UNSUPPORTED_POOLS)
+DEFAULT_PIDFILE = "%n.pid"  # qmulti's default too: `qmulti stop` finds a detached node by it
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Args:
     detach: bool = False
     uid: str | None = None
     gid: str | None = None
+    workdir: str | None = None
+    settings: tuple[str, ...] = ()  # NAME=VALUE words after `--`, Celery's command-line config
     # Celery's flags (worker/node/compat.py)
     task_events: bool = False
     beat: bool = False
@@ -93,6 +96,8 @@ def _positive(kind: type) -> Any:
 @click.option("--uid", help="user to run as (name or id)")
 @click.option("--gid", help="group to run as (name or id)")
 @compat.options
+@click.option("--workdir", help="directory to change to before loading the app")
+@click.argument("settings", nargs=-1)
 def _command(**values: Any) -> Args:
     return Args(**values)
 
@@ -111,6 +116,15 @@ def parse_args(argv: list[str]) -> Args:
         raise SystemExit(result)
     assert isinstance(result, Args)
     result.pool = result.pool.lower()
+    # Words after `--` (as `qmulti ... -- NAME=VALUE` passes them on) are settings, as in
+    # Celery; a stray word without `--` is a usage error, not a silent setting.
+    after = argv[argv.index("--") + 1:] if "--" in argv else []
+    stray = [w for w in result.settings if w not in after]
+    bad = [w for w in result.settings if "=" not in w or w.startswith("=")]
+    if stray or bad:
+        word = (stray or bad)[0]
+        raise UsageError(f"unexpected argument {word!r}: settings go after `--` as "
+                         "NAME=VALUE; see qworker --help")
     compat.parse_autoscale(result.autoscale)  # a malformed value is a usage error now
     return result
 
@@ -168,6 +182,8 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
     compat.check_pool(args.pool)  # gevent patches the standard library before any import
     from qmulti.node.mainloop import Node
 
+    if args.workdir:
+        _chdir(args.workdir)
     if app is None:
         if not args.app:
             raise UsageError("missing -A/--app: name the module that defines your app, "
@@ -177,18 +193,26 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         app = load_app(args.app)
     else:
         app.import_default_modules()
+    _apply_settings(app, args.settings)
     app.finalize()  # on_after_configure, on_after_finalize: before the options are read
     opts = build_options(args, level, app)
     validate_broker(app)
     app.middleware  # noqa: B018 - loads the `middleware` setting: a wrong one exits 78 here
-    pidfile_path = logs.expand_path(args.pidfile, opts.name) if args.pidfile else None
-    logfile = logs.expand_path(args.logfile, opts.name) if args.logfile else None
-    if logfile:
-        check_writable_file(logfile, "log file", "--logfile")
+    # --detach without --pidfile: qmulti's default, so the daemon can be found and stopped.
+    pid_template = args.pidfile or (DEFAULT_PIDFILE if args.detach else None)
+    pidfile_path = (os.path.expanduser(logs.expand_path(pid_template, opts.name))
+                    if pid_template else None)
+    logfile = (os.path.expanduser(logs.expand_path(args.logfile, opts.name))
+               if args.logfile else None)
+    # Every path is checked here, in the foreground, before detaching: a daemon that
+    # fails on its pidfile or log file dies where nobody sees it.
+    if args.logfile:
+        check_log_files(args.logfile, opts)
     pidfile = None
     reexec = os.environ.pop(ENV_REEXEC, None) is not None
-    if args.detach and not reexec:
+    if pidfile_path and not reexec:
         _check_pidfile(pidfile_path)
+    if args.detach and not reexec:
         _detach(logfile)
     if pidfile_path:
         from qmulti.pidfiles import Pidfile
@@ -240,15 +264,58 @@ def _reexec(pidfile: Any) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    # Blocked across the exec: the new image's entry point holds, then unblocks them,
+    # so a TERM while it imports is a warm stop, not death by the signal.
+    startsignals.block()
     os.execve(sys.executable, [sys.executable, *argv[1:]], env)
 
 
+def _chdir(path: str) -> None:
+    try:
+        os.chdir(os.path.expanduser(path))
+    except OSError as exc:
+        raise ConfigError(f"cannot change to --workdir {path}: {exc.strerror}") from None
+
+
+def _apply_settings(app: Any, words: tuple[str, ...]) -> None:
+    """`-- NAME=VALUE ...`: set app settings; a JSON value is read as JSON, else a string."""
+    import json
+
+    for word in words:
+        name, _, text = word.partition("=")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        app.conf.update({name.replace(".", "_"): value})
+
+
+def check_log_files(template: str, opts: Any) -> None:
+    """The main process's log file and, for a `%i`/`%I` template, each pool child's.
+
+    A child that cannot open its file would exit at start, over and over, with no
+    word logged: refused here instead. Errors name the template as given.
+    """
+    indexes = [None]
+    if "%i" in template or "%I" in template:
+        indexes += list(range(1, opts.concurrency + 1))
+    for index in indexes:
+        path = os.path.expanduser(logs.expand_path(template, opts.name, index))
+        shown = path if path == template else f"{path} (from --logfile {template})"
+        check_writable_file(path, "log file", "--logfile", shown)
+
+
 def _check_pidfile(path: str | None) -> None:
-    """In the foreground: a live node's pidfile or an unusable directory fails here."""
+    """In the foreground: a live node's pidfile or an unusable path fails here."""
     if not path:
         return
     from qmulti.pidfiles import AlreadyRunning, probe
 
+    if os.path.islink(path):
+        raise ConfigError(f"pidfile {path} is a symlink; refusing to follow it: pass the "
+                          "real path to --pidfile")
+    if os.path.isdir(path):
+        raise ConfigError(f"pidfile {path} is a directory; pass a file path to --pidfile")
     status = probe(path)
     if status.state == "running":
         raise AlreadyRunning(path, status.pid)
@@ -342,17 +409,22 @@ def validate_broker(app: Any) -> None:
     broker.close()
 
 
-def check_writable_file(path: str, what: str, option: str) -> None:
+def check_writable_file(path: str, what: str, option: str, shown: str | None = None) -> None:
+    """`shown` is how the path is named in the error (the template it came from)."""
     directory = os.path.dirname(os.path.abspath(path))
+    name = shown or path
+    if os.path.islink(path):
+        raise ConfigError(f"{what} {name} is a symlink; refusing to follow it: pass the real "
+                          f"path to {option}")
     if os.path.isdir(path):
-        raise ConfigError(f"{what} {path} is a directory; pass a file path to {option}")
+        raise ConfigError(f"{what} {name} is a directory; pass a file path to {option}")
     if not os.path.isdir(directory):
         why = "does not exist" if not os.path.lexists(directory) else "is not a directory"
-        raise ConfigError(f"cannot open {what} {path}: {directory} {why}; create it or pass "
+        raise ConfigError(f"cannot open {what} {name}: {directory} {why}; create it or pass "
                           f"another {option}")
     if not os.access(directory, os.W_OK | os.X_OK) or (
             os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ConfigError(f"cannot open {what} {path}: not writable; pass another {option}")
+        raise ConfigError(f"cannot open {what} {name}: not writable; pass another {option}")
 
 
 def drop_privileges(uid: str | None, gid: str | None) -> None:

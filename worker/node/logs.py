@@ -18,6 +18,7 @@ a thread that is writing, and it is safe to do from a Python signal handler.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -25,7 +26,7 @@ import socket
 import sys
 from typing import IO, Any
 
-from qmulti.exceptions import UsageError
+from qmulti.exceptions import ConfigError, UsageError
 from qmulti.system.expand import expand, host_keys
 
 LEVELS = {
@@ -96,6 +97,37 @@ class _NodeFormatter(logging.Formatter):
         return super().format(record)
 
 
+# As pidfiles are opened: never through a symlink (a `w1.log` link to another file
+# would make the node append to that file), always O_APPEND (see Rotation above).
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LogFileError(ConfigError):
+    """A log file path that cannot be used: refused in one line (exit 78)."""
+
+
+def open_log(path: str) -> int:
+    """Open `path` for appending without following a symlink; LogFileError otherwise."""
+    if os.path.islink(path):
+        raise LogFileError(f"log file {path} is a symlink; refusing to follow it: pass the "
+                           "real path to --logfile")
+    try:
+        return os.open(path, _LOG_FLAGS, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LogFileError(f"log file {path} is a symlink; refusing to follow it: pass "
+                               "the real path to --logfile") from None
+        raise LogFileError(f"cannot open log file {path}: {exc.strerror}; pass another "
+                           "--logfile") from None
+
+
+class _NoFollowFileHandler(logging.FileHandler):
+    """A FileHandler whose file is opened by `open_log` (O_NOFOLLOW, O_APPEND)."""
+
+    def _open(self) -> IO[str]:
+        return os.fdopen(open_log(self.baseFilename), "a", encoding=self.encoding)
+
+
 def setup(node: str, level: int, logfile: str | None, stream: IO[str] | None = None) -> None:
     """(Re)configure the root logger; called in the main process and again in a child
     whose log file differs from its parent's.
@@ -111,7 +143,7 @@ def setup(node: str, level: int, logfile: str | None, stream: IO[str] | None = N
     if signals.setup_logging.receivers and signals.setup_logging.send(sender=None, **info):
         return
     if logfile:
-        handler: logging.Handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")
+        handler: logging.Handler = _NoFollowFileHandler(logfile, mode="a", encoding="utf-8")
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
@@ -156,9 +188,8 @@ def reopen(flush: bool = True) -> list[str]:
                 handler.flush()
             fd = stream.fileno()
             old = os.fstat(fd)
-            new = os.open(handler.baseFilename,
-                          os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except (OSError, ValueError):
+            new = open_log(handler.baseFilename)
+        except (OSError, ValueError, LogFileError):
             continue  # unwritable now: keep logging to the old file rather than nowhere
         try:
             # A detached node's stdout/stderr are the log file too (stray prints,

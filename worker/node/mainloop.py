@@ -91,6 +91,8 @@ class Node:
         self.finished_dead = 0  # tasks finished by children already reaped
         self.int_count = 0
         self.restart_requested = False  # HUP: the caller re-executes after run() returns
+        self.ready_sent = False  # READY=1 goes out once every child is up
+        self.start_failure = ""  # a child died before READY: why (the node exits 1)
         self.pending_release: list[str] = []  # consumers whose release failed
         self.respawn_at: dict[int, float] = {}
         self.respawn_delay: dict[int, float] = {}
@@ -123,13 +125,7 @@ class Node:
         if self.opts.purge:
             self._purge()
         self._reconcile()
-        queues = ",".join(self.opts.queues)
-        log.info("%s ready: %d %s child(ren) consuming from %s", self.opts.name,
-                 len(self.pool.all()), self.opts.pool, queues)
-        self.last_status = self._status_text()
-        self.next_status = time.monotonic() + STATUS_INTERVAL
-        self.app.middleware.emit("node_ready", self.app, self)  # worker_ready
-        self.notifier.ready(self.last_status)
+        self._maybe_ready()
         while self.state == RUNNING or self._waiting_for_children():
             self._wait(self._timeout())
             self._handle_signals()
@@ -138,8 +134,31 @@ class Node:
             self._check_revoked()
             self._tick()
             self._reconcile()
+            self._maybe_ready()
         self._shutdown()
-        return 0
+        return 1 if self.start_failure else 0
+
+    def _maybe_ready(self) -> None:
+        """READY=1 only once every child said it is up: a node whose children cannot
+        start must not look healthy to `qmulti start`, supervise or systemd."""
+        workers = self.pool.all()
+        if (self.ready_sent or self.state != RUNNING or len(workers) < self.desired
+                or not all(w.up for w in workers)):
+            return
+        self.ready_sent = True
+        log.info("%s ready: %d %s child(ren) consuming from %s", self.opts.name,
+                 len(workers), self.opts.pool, ",".join(self.opts.queues))
+        self.last_status = self._status_text()
+        self.next_status = time.monotonic() + STATUS_INTERVAL
+        self.app.middleware.emit("node_ready", self.app, self)  # worker_ready
+        self.notifier.ready(self.last_status)
+
+    def _start_failed(self, w: Worker, reason: str) -> None:
+        """A child died before the node was READY: the start failed, with its reason."""
+        self.start_failure = f"pool child {w.index} could not start: {reason}"
+        log.error("%s; stopping", self.start_failure)
+        self.notifier.fatal(self.start_failure, 1)
+        self._warm_stop("start failed")
 
     def _waiting_for_children(self) -> bool:
         # A thread cannot be killed: a cold stop of a threads pool gives its tasks back
@@ -301,6 +320,11 @@ class Node:
         elif terminated:
             self._store_terminated(w.revoked)
         self._release(w.consumer)
+        if w.failure:
+            log.warning("Pool child %d could not start: %s", w.index, w.failure)
+        if not death.clean and not self.ready_sent and self.state == RUNNING:
+            self._start_failed(w, w.failure or death.description)
+            return
         crashed_at_start = (not death.clean and w.running is None and w.finished == 0
                             and time.monotonic() - w.spawned < 1.0)
         if crashed_at_start and self.state == RUNNING:
@@ -536,8 +560,8 @@ class Node:
         """STATUS= for `systemctl status` and the controller: sent when the counts change,
         no more than once per STATUS_INTERVAL, and only while running (a stopping node's
         status says what it waits for)."""
-        if self.state != RUNNING or not self.notifier.enabled:
-            return
+        if self.state != RUNNING or not self.notifier.enabled or not self.ready_sent:
+            return  # before READY=1 the counters say nothing yet
         now = time.monotonic()
         if now < self.next_status:
             return

@@ -47,6 +47,8 @@ class Worker:
     timed_out: Running | None = None  # killed for its hard time limit while running this
     revoked: Running | None = None  # signalled for revoke(terminate=True) while running this
     eof: bool = False
+    up: bool = False  # said it is set up and about to claim
+    failure: str = ""  # why it could not start, as it said
 
     @property
     def label(self) -> str:
@@ -67,6 +69,10 @@ class Worker:
                                            None if limit == "-" else float(limit), None,
                                            token="" if token == "-" else token)
                     self.began = time.monotonic()
+            elif line == "U":
+                self.up = True
+            elif line.startswith("X "):
+                self.failure = line[2:]
             elif line == "E":
                 self.running = None
                 self.finished += 1
@@ -183,6 +189,7 @@ class ThreadPool:
         worker = Worker(index, generation, f"c{index}.{generation}", rfd,
                         spawned=time.monotonic())
         worker.handle, worker.thread = self._start(worker, wfd)
+        worker.up = True  # a thread shares our set-up: nothing of its own to fail
         self.workers[index] = worker
         return worker
 

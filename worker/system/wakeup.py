@@ -13,6 +13,8 @@ import signal
 from collections.abc import Iterable
 from typing import Any
 
+from qmulti.system import startsignals
+
 __all__ = ["Wakeup"]
 
 
@@ -36,6 +38,11 @@ class Wakeup:
         self._old_fd = signal.set_wakeup_fd(self.wfd, warn_on_full_buffer=False)
         for sig in signals:
             self._old_handlers[sig] = signal.signal(sig, _record_only)
+        # What arrived while the process was still importing (held by its entry point,
+        # qmulti.system.startsignals) is drained first, in order: a TERM at start-up is
+        # a warm stop like any other.
+        for signum in startsignals.take():
+            os.write(self.wfd, bytes([signum]))
 
     def drain(self) -> list[int]:
         """The signal numbers received since the last drain, oldest first."""
