@@ -45,7 +45,7 @@ def reap(store_factory: Any) -> tuple[Any, Any, Delivery]:
     """A claims m0 and stalls past the expiry; B heartbeats, reaps A, claims m0 anew."""
     a, b = store_factory(), store_factory()
     a.publish(Q, "m0", b"body")
-    assert a.heartbeat(A, {"name": "wa"}) is False
+    assert a.heartbeat(A, {"name": "wa"}) == 0
     a_lease = one(a)
     stalled_at = time.time()
     wait_for(lambda: time.time() - stalled_at > EXPIRY * 1.5, 5, "A's heartbeat to age")
@@ -94,13 +94,14 @@ def test_every_call_under_a_lost_lease_changes_nothing(store_factory: Any) -> No
     assert b.claim(["elsewhere"], B, "c1.1", 10, 0) == []  # no retry was published
 
 
-def test_heartbeat_says_whether_the_node_was_registered(store_factory: Any) -> None:
+def test_heartbeat_counts_how_often_the_node_was_judged_dead(store_factory: Any) -> None:
     a, b, _ = reap(store_factory)
-    assert b.heartbeat(B, {}) is True
-    assert a.heartbeat(A, {}) is False  # reaped: this is how A learns it
-    assert a.heartbeat(A, {}) is True
+    assert b.heartbeat(B, {}) == 0
+    assert a.heartbeat(A, {}) == 1  # reaped: this is how A learns it
+    assert a.heartbeat(A, {}) == 1  # still 1: a lost reply cannot swallow the news
+    assert sorted(n.node_id for n in b.stats().nodes) == sorted([A, B])
     a.unregister(A)
-    assert a.heartbeat(A, {}) is False
+    assert a.heartbeat(A, {}) == 0
 
 
 def test_a_final_state_is_never_overwritten(store: Any) -> None:

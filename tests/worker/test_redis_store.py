@@ -197,8 +197,9 @@ def test_a_node_judged_dead_keeps_the_leases_it_takes_afterwards(
     old = store.claim([Q], "n#1", "c", 2, 0)
     # Judged dead, and the caller stops before giving anything back (a crash half way).
     store._link.script("reap_nodes", ("{qmulti}:nodes", "{qmulti}:nodeinfo",
-                                      "{qmulti}:reaping"), ("-1",))
-    store.heartbeat("n#1", {})  # it was only slow: it comes back and claims more
+                                      "{qmulti}:reaping", "{qmulti}:reaps"), ("-1",))
+    # It was only slow: it comes back (and learns it was judged dead) and claims more.
+    assert store.heartbeat("n#1", {}) == 1
     new = store.claim([Q], "n#1", "c", 2, 0)
     assert store.requeue_dead_nodes(3600) == 2  # the next caller finishes the job
     assert store.requeue_dead_nodes(3600) == 0

@@ -150,10 +150,11 @@ class Broker(ABC):
 
     # -- nodes and leases ----------------------------------------------------------------
     @abstractmethod
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
-        """Record that the node is alive, with what `qmulti status` shows of it; True
-        when it was registered already. False after the first heartbeat means the node
-        was judged dead meanwhile (its leases went back): that is how it learns.
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> int:
+        """Record that the node is alive, with what `qmulti status` shows of it; returns
+        how many times the node has been judged dead (its leases given back). A count the
+        node has not seen yet is how it learns; a count, not a flag, so that a heartbeat
+        whose reply was lost, or that arrived late after a network cut, loses nothing.
 
         A node heartbeats once before any of its consumers claims, so that every lease
         belongs to a node that `requeue_dead_nodes` can see expire."""

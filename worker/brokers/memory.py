@@ -56,6 +56,7 @@ class MemoryStore(Broker, ResultBackend):
         self._nodes: dict[str, NodeRecord] = {}
         self._results: dict[str, tuple[str, bytes, float | None]] = {}
         self._tokens = itertools.count(1)
+        self._reaps: dict[str, int] = {}  # node_id -> times judged dead
 
     # -- broker ------------------------------------------------------------------------
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
@@ -179,11 +180,10 @@ class MemoryStore(Broker, ResultBackend):
             del self._messages[delivery.mid]
             return OK
 
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> int:
         with self._cond:
-            known = node_id in self._nodes
             self._nodes[node_id] = NodeRecord(node_id, time.time(), dict(info))
-            return known
+            return self._reaps.get(node_id, 0)
 
     def release(self, node_id: str, consumer: str | None = None) -> int:
         with self._cond:
@@ -196,6 +196,7 @@ class MemoryStore(Broker, ResultBackend):
     def unregister(self, node_id: str) -> None:
         with self._cond:
             self._nodes.pop(node_id, None)
+            self._reaps.pop(node_id, None)
 
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
         with self._cond:  # one step, so a node heartbeating meanwhile keeps its leases
@@ -204,7 +205,8 @@ class MemoryStore(Broker, ResultBackend):
             count = 0
             for node_id in dead:
                 count += self.release(node_id)
-                self.unregister(node_id)
+                self._nodes.pop(node_id, None)
+                self._reaps[node_id] = self._reaps.get(node_id, 0) + 1
             return count
 
     def stats(self) -> BrokerStats:

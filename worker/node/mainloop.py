@@ -103,6 +103,7 @@ class Node:
         # No reaping of other nodes before this (monotonic): after the broker was out of
         # reach, every node gets one full expiry to heartbeat again before any is judged.
         self.reap_after = 0.0
+        self.reaps_seen = 0  # times the broker said it judged this node dead
         self.liveness = Liveness(opts.heartbeat_expiry)
         self.last_status = ""
         self.next_status = 0.0
@@ -499,9 +500,11 @@ class Node:
         try:
             broker = self.app.broker
             self._autoscale(broker)
-            known = broker.heartbeat(self.node_id, self._info())
-            self.liveness.beat(reaped=not known)
-            if not known:
+            reaps = broker.heartbeat(self.node_id, self._info())
+            reaped = reaps > self.reaps_seen
+            self.reaps_seen = max(reaps, self.reaps_seen)
+            self.liveness.beat(reaped=reaped)
+            if reaped:
                 self._reaped()
             if self.beat_failures:
                 self.reap_after = now + self.opts.heartbeat_expiry

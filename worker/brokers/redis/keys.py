@@ -15,6 +15,7 @@ NODES = "{qmulti}:nodes"  # zset node_id -> last heartbeat (server time, seconds
 NODEINFO = "{qmulti}:nodeinfo"  # hash node_id -> info JSON
 BEAT = "{qmulti}:beat"  # hash entry name -> due time of the last tick sent
 REAPING = "{qmulti}:reaping"  # zset node_id -> judged dead at (microseconds)
+REAPS = "{qmulti}:reaps"  # hash node_id -> times judged dead (kept until it unregisters)
 
 
 @dataclass(frozen=True)

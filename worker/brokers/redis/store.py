@@ -41,6 +41,7 @@ from qmulti.brokers.redis.keys import (
     NODES,
     QUEUES,
     REAPING,
+    REAPS,
     QueueKeys,
     notify_key,
     result_key,
@@ -238,10 +239,10 @@ class RedisStore(Broker, ResultBackend):
         return OK if acked else LOST
 
     # -- nodes and leases ----------------------------------------------------------------
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
-        known = self._link.script("heartbeat", (NODES, NODEINFO),
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> int:
+        reaps = self._link.script("heartbeat", (NODES, NODEINFO, REAPS),
                                   (node_id, json.dumps(dict(info), default=str)))
-        return bool(known)
+        return int(reaps)
 
     def _give_back(self, selectors: Sequence[tuple[str, str, str]]) -> int:
         """Run give_back.lua on every known queue in one round trip (atomic per queue)."""
@@ -258,10 +259,11 @@ class RedisStore(Broker, ResultBackend):
         return count
 
     def unregister(self, node_id: str) -> None:
-        self._link.script("unregister", (NODES, NODEINFO), (node_id,))
+        self._link.script("unregister", (NODES, NODEINFO, REAPS), (node_id,))
 
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
-        reaping = self._link.script("reap_nodes", (NODES, NODEINFO, REAPING), (repr(expiry),))
+        reaping = self._link.script("reap_nodes", (NODES, NODEINFO, REAPING, REAPS),
+                                    (repr(expiry),))
         if not reaping:
             return 0
         pairs = [(reaping[i].decode(), reaping[i + 1].decode())

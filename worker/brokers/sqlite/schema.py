@@ -19,7 +19,7 @@ from qmulti.exceptions import BrokerConnectionError, BrokerError, ConfigError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION = 2  # 2: messages.token and messages.begun (fenced leases)
+SCHEMA_VERSION = 2  # 2: messages.token, messages.begun, reaps (fenced leases)
 
 # Message states. One table with a state column (rather than a table per state) means a
 # claim or a nack rewrites a few small columns of one row and never copies the body.
@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY,
     heartbeat REAL NOT NULL,
     info TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reaps (
+    node_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS results (
     task_id TEXT PRIMARY KEY,

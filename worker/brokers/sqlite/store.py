@@ -295,15 +295,15 @@ class SqliteStore(Broker, SqliteResults):
 
     # -- nodes and leases ------------------------------------------------------------------
     @translated
-    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> bool:
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> int:
         doc = json.dumps(dict(info), default=str)
         with self._write() as conn:
-            known = conn.execute("UPDATE nodes SET heartbeat = ?, info = ? WHERE node_id = ?",
-                                 (time.time(), doc, node_id)).rowcount
-            if not known:
-                conn.execute("INSERT INTO nodes (node_id, heartbeat, info) VALUES (?,?,?)",
-                             (node_id, time.time(), doc))
-            return bool(known)
+            conn.execute("INSERT INTO nodes (node_id, heartbeat, info) VALUES (?,?,?) "
+                         "ON CONFLICT (node_id) DO UPDATE SET heartbeat = excluded.heartbeat, "
+                         "info = excluded.info", (node_id, time.time(), doc))
+            row = conn.execute("SELECT count FROM reaps WHERE node_id = ?",
+                               (node_id,)).fetchone()
+            return 0 if row is None else int(row[0])
 
     @translated
     def release(self, node_id: str, consumer: str | None = None) -> int:
@@ -323,6 +323,7 @@ class SqliteStore(Broker, SqliteResults):
     def unregister(self, node_id: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+            conn.execute("DELETE FROM reaps WHERE node_id = ?", (node_id,))
 
     @translated
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
@@ -331,6 +332,8 @@ class SqliteStore(Broker, SqliteResults):
                                 (time.time() - expiry,)).fetchall()
             count = sum(self._release(conn, node_id, None) for (node_id,) in dead)
             conn.executemany("DELETE FROM nodes WHERE node_id = ?", dead)
+            conn.executemany("INSERT INTO reaps (node_id, count) VALUES (?, 1) ON CONFLICT "
+                             "(node_id) DO UPDATE SET count = count + 1", dead)
             return count
 
     # -- periodic tasks --------------------------------------------------------------------

@@ -6,6 +6,7 @@
 -- KEYS[1] {qmulti}:nodes     zset  node_id -> last heartbeat (unix seconds)
 -- KEYS[2] {qmulti}:nodeinfo  hash  node_id -> info
 -- KEYS[3] {qmulti}:reaping   zset  node_id -> judged dead at (microseconds)
+-- KEYS[4] {qmulti}:reaps     hash  node_id -> times judged dead (what its heartbeat says)
 -- ARGV[1] expiry in seconds
 -- Returns {node_id1, judged_us1, node_id2, ...}.
 local t = redis.call('TIME')
@@ -16,6 +17,7 @@ for _, node in ipairs(dead) do
   redis.call('ZREM', KEYS[1], node)
   redis.call('HDEL', KEYS[2], node)
   redis.call('ZADD', KEYS[3], now_us, node)
+  redis.call('HINCRBY', KEYS[4], node, 1)
 end
 local out = {}
 local all = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
