@@ -70,8 +70,8 @@ def test_the_console_scripts_point_into_qmulti(wheel: Path) -> None:
     archive = zipfile.ZipFile(wheel)
     (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
     text = archive.read(entry_points).decode()
-    assert "qworker = qmulti.node.cli:main" in text
-    assert "qmulti = qmulti.supervisor.cli:main" in text
+    assert "qworker = qmulti.node.entry:main" in text
+    assert "qmulti = qmulti.supervisor.entry:main" in text
 
 
 def test_installed_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
