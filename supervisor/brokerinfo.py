@@ -41,6 +41,8 @@ class BrokerInfo:
     leased: int | None = None
     dead: int | None = None
     nodes: dict[str, NodeBrokerInfo] = field(default_factory=dict)  # by node name
+    # periodic-task schedulers alive: (name, heartbeat age, next entry, its due time)
+    schedulers: list[tuple[str, float, str | None, float | None]] = field(default_factory=list)
 
     @property
     def answered(self) -> bool:
@@ -49,7 +51,9 @@ class BrokerInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return {"url": self.url, "error": self.error, "queues": dict(self.queues),
-                "scheduled": self.scheduled, "leased": self.leased, "dead": self.dead}
+                "scheduled": self.scheduled, "leased": self.leased, "dead": self.dead,
+                "schedulers": [{"name": n, "heartbeat_age": round(a, 1), "next_entry": e,
+                                "next_due": d} for n, a, e, d in self.schedulers]}
 
 
 def _option(node: Node, key: str) -> str | None:
@@ -128,6 +132,12 @@ def gather(url: str, cwd: str, now: float | None = None) -> BrokerInfo:
         name = record.info.get("name")
         if not isinstance(name, str):
             continue
+        if record.info.get("kind") == "beat":
+            due = record.info.get("next_due")
+            info.schedulers.append((name, max(0.0, now - record.heartbeat),
+                                    record.info.get("next_entry"),
+                                    float(due) if isinstance(due, (int, float)) else None))
+            continue
         scale = record.info.get("autoscale")
         bounds = (tuple(scale) if isinstance(scale, list) and len(scale) == 2
                   and all(_int(v) is not None for v in scale) else None)
@@ -145,6 +155,18 @@ def footer(info: BrokerInfo) -> list[str]:
     if info.error is not None:
         return [f"broker: {info.url}: {info.error}"]
     queues = " ".join(f"{q}={n}" for q, n in sorted(info.queues.items())) or "-"
-    return [f"broker: {info.url}",
-            f"queues: {queues}",
-            f"scheduled: {info.scheduled}  leased: {info.leased}  dead-letter: {info.dead}"]
+    lines = [f"broker: {info.url}",
+             f"queues: {queues}",
+             f"scheduled: {info.scheduled}  leased: {info.leased}  dead-letter: {info.dead}"]
+    if info.schedulers:
+        parts = []
+        for name, age, entry, due in sorted(info.schedulers):
+            when = "" if due is None else " next " + entry_time(entry, due)
+            parts.append(f"{name} ({age:.0f}s ago{when})")
+        lines.append("schedulers: " + ", ".join(parts))
+    return lines
+
+
+def entry_time(entry: str | None, due: float) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
+    return f"{entry} at {stamp}"

@@ -66,10 +66,10 @@ def schedulers(tmp_path: Path) -> Iterator[list[Scheduler]]:
             s.proc.wait(10)
 
 
-def sends(root: Path) -> list[tuple[str, float, float, str]]:
+def sends(root: Path, pattern: str = "beat*.log") -> list[tuple[str, float, float, str]]:
     """(entry, due, sent at, task id) of every tick any scheduler logged as sent."""
     out = []
-    for log in root.glob("beat*.log"):
+    for log in root.glob(pattern):
         for line in log.read_text(errors="replace").splitlines():
             m = SENT.match(line)
             if m:
@@ -79,9 +79,10 @@ def sends(root: Path) -> list[tuple[str, float, float, str]]:
     return out
 
 
-def check_exactly_once(root: Path, interval: dict[str, float]) -> list[float]:
+def check_exactly_once(root: Path, interval: dict[str, float],
+                       pattern: str = "beat*.log") -> list[float]:
     """Every due time of each entry, from its first to its last, sent exactly once."""
-    got = sends(root)
+    got = sends(root, pattern)
     lateness = []
     for entry, step in interval.items():
         dues = Counter(due for e, due, _, _ in got if e == entry)
@@ -104,8 +105,18 @@ def start(root: Path, made: list[Scheduler], count: int, nodes: int = 0) -> None
         wait_for(s.started, 20, "scheduler started")
 
 
+def schedulers_line(root: Path) -> str:
+    """`qmulti status`'s line naming the schedulers alive ('' if none)."""
+    out = subprocess.run([sys.executable, "-m", "qmulti.supervisor", "status", "b0", "-A",
+                          "tasks"], cwd=root, capture_output=True, text=True, timeout=30)
+    return next((ln for ln in out.stdout.splitlines() if ln.startswith("schedulers: ")), "")
+
+
 def run_rivals(root: Path, made: list[Scheduler], seconds: float) -> None:
     start(root, made, 3, nodes=2)  # two `qworker -B` and one `qmulti beat`
+    line = wait_for(lambda: (lambda ln: ln if ln.count(" next every-1s at ") == 3 else "")(
+        schedulers_line(root)), 15, "qmulti status lists the 3 schedulers")
+    assert "b0@" in line and "b1@" in line and "beat@" in line
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:  # the schedulers work; we watch they stay up
         assert all(s.proc.poll() is None for s in made)
@@ -122,7 +133,8 @@ def test_three_schedulers_on_redis_send_each_tick_once(tmp_path: Path, redis_ser
     lateness = check_exactly_once(tmp_path, {"every-1s": 1.0, "every-5s": 5.0})
     print(f"beat drill (redis, 2 qworker -B + 1 qmulti beat, 12 s): {len(lateness)} ticks, "
           f"max lateness {max(lateness) * 1000:.0f} ms")
-    assert max(lateness) < 0.5
+    assert sum(x < 0.1 for x in lateness) >= 0.9 * len(lateness), lateness
+    assert max(lateness) < 1.0
     # The nodes ran every tick once: one stored result per task id sent.
     client = redis_server.client()
     ids = [tid for _, _, _, tid in sends(tmp_path)]
@@ -144,7 +156,8 @@ def test_two_schedulers_on_sqlite_send_each_tick_once(tmp_path: Path,
         assert s.stop() == 0
     lateness = check_exactly_once(tmp_path, {"every-1s": 1.0, "every-5s": 5.0})
     print(f"beat drill (sqlite, 2 schedulers): lateness ms {[round(x * 1000) for x in lateness]}")
-    assert max(lateness) < 0.5
+    assert sum(x < 0.1 for x in lateness) >= 0.9 * len(lateness), lateness
+    assert max(lateness) < 1.0
 
 
 def ticks(root: Path, entry: str = "every-1s") -> list[float]:
@@ -176,4 +189,32 @@ def test_killed_scheduler_and_downtime(tmp_path: Path, redis_server,
     after = [d for d in ticks(tmp_path) if d > last_due]
     assert after[0] - last_due >= 4, "the catch-up is one run at the latest due time"
     assert after[1] - after[0] == 1.0
-    assert re.search(r"every-1s missed [34] tick", schedulers[-1].log.read_text())
+    missed = re.search(r"every-1s missed (\d+) tick", schedulers[-1].log.read_text())
+    assert missed and int(missed[1]) >= 3
+
+
+@pytest.mark.timeout(120)
+def test_rolling_restart_of_nodes_running_beat(tmp_path: Path, redis_server) -> None:
+    """`qmulti restart` of 3 `-B` nodes under an every-1 s entry: none missed or doubled."""
+    (tmp_path / "tasks.py").write_text(TASKS.format(url=redis_server.url))
+    nodes = ["b1", "b2", "b3"]
+    opts = ["-A", "tasks", "-B", "-c", "1", "-l", "info"]
+
+    def qmulti(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "qmulti.supervisor", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=90)
+
+    def count() -> int:
+        return len([d for e, d, _, _ in sends(tmp_path, "b?.log") if e == "every-1s"])
+
+    try:
+        started = qmulti("start", *nodes, *opts)
+        assert started.returncode == 0, started.stdout + started.stderr
+        wait_for(lambda: count() >= 3, 20, "ticks before the restart")
+        restart = qmulti("restart", *nodes, *opts)
+        assert restart.returncode == 0, restart.stdout + restart.stderr
+        seen = count()
+        wait_for(lambda: count() >= seen + 3, 20, "ticks after the restart")
+    finally:
+        qmulti("stopwait", *nodes, "--timeout", "20")
+    check_exactly_once(tmp_path, {"every-1s": 1.0}, "b?.log")

@@ -28,6 +28,7 @@ log = logging.getLogger("qmulti.beat")
 
 MAX_SLEEP = 5.0  # seconds: the loop re-reads the broker's state at least this often
 MAX_COALESCE = 1_000_000  # due times walked when catching up, at most
+BEAT_EVERY = 2.0  # seconds between a scheduler's heartbeats (what `qmulti status` shows)
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,21 @@ def entries_of(app: Any) -> dict[str, Entry]:
 class Beat:
     """One scheduler for one app. `run()` until `stop()`; `tick()` is one pass."""
 
-    def __init__(self, app: Any, name: str = "beat", broker: Any = None) -> None:
+    def __init__(self, app: Any, name: str = "beat", broker: Any = None,
+                 busy: Any = None) -> None:
         self.app = app
+        # Held while the scheduler works (never while it sleeps): a node forks its pool
+        # children only under it, so no child inherits a lock this thread held mid-call.
+        self.busy = busy if busy is not None else threading.Lock()
         self.broker = broker if broker is not None else app.broker
         self.name = name
         self.entries = entries_of(app)
         self.tz = zone(app.conf.timezone, app.conf.enable_utc)
         self._stop = threading.Event()
         self.sent = 0
+        self.node_id = f"beat:{name}"  # its record beside the nodes', for `qmulti status`
+        self._next_beat = 0.0
+        self._next: tuple[str, float] | None = None  # (entry, due) of the next tick
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -92,7 +100,8 @@ class Beat:
         failures = 0
         while not self._stop.is_set():
             try:
-                wait = self.tick()
+                with self.busy:
+                    wait = self.tick()
                 if failures:
                     log.warning("beat %s: broker reachable again", self.name)
                 failures = 0
@@ -102,6 +111,10 @@ class Beat:
                     log.error("beat %s: broker error (%s); retrying", self.name, exc)
                 wait = min(0.5 * 2 ** failures, MAX_SLEEP)
             self._stop.wait(wait)
+        try:
+            self.broker.unregister(self.node_id)
+        except BrokerError:
+            pass  # its record expires with the heartbeat expiry
 
     def stop(self) -> None:
         self._stop.set()
@@ -113,6 +126,7 @@ class Beat:
         offset = now - time.time()  # the broker's clock decides; ours only sleeps
         state = broker.beat_state()
         soonest = now + MAX_SLEEP
+        upcoming: tuple[str, float] | None = None
         for entry in self.entries.values():
             last = state.get(entry.name)
             due = entry.first_due(now, self.tz) if last is None else \
@@ -122,7 +136,22 @@ class Beat:
                 self._send(entry, due, skipped)
                 due = entry.schedule.next_after(due, self.tz)
             soonest = min(soonest, due)
+            if upcoming is None or due < upcoming[1]:
+                upcoming = (entry.name, due)
+        self._heartbeat(upcoming)
         return max(0.0, soonest - (time.time() + offset))
+
+    def _heartbeat(self, upcoming: tuple[str, float] | None) -> None:
+        """A record in the broker's node registry marked as a scheduler, so `qmulti
+        status` can list the schedulers alive and the next tick. It holds no leases."""
+        if time.monotonic() < self._next_beat and upcoming == self._next:
+            return
+        self._next_beat, self._next = time.monotonic() + BEAT_EVERY, upcoming
+        info: dict[str, Any] = {"kind": "beat", "name": self.name,
+                                "entries": len(self.entries)}
+        if upcoming is not None:
+            info["next_entry"], info["next_due"] = upcoming
+        self.broker.heartbeat(self.node_id, info)
 
     def _coalesce(self, entry: Entry, due: float, now: float) -> tuple[float, int]:
         """The latest due time not after `now`, and how many earlier ones it replaces."""
@@ -188,7 +217,8 @@ class Embedded:
         from qmulti.brokers import create_broker, store_options
 
         self._broker = create_broker(app.conf.broker_url, **store_options(app.conf))
-        self.beat = Beat(app, f"{node_name}-beat", self._broker)
+        self.fork_guard = threading.Lock()  # the node forks only while holding it
+        self.beat = Beat(app, f"{node_name}-beat", self._broker, self.fork_guard)
         self._thread = threading.Thread(target=self._run, name="beat", daemon=True)
 
     def _run(self) -> None:

@@ -236,6 +236,7 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
             from qmulti.node.beat import Embedded
 
             embedded = Embedded(app, opts.name)  # a bad schedule: ConfigError, exit 78
+            node.fork_guard = embedded.fork_guard
         app.middleware.emit("node_init", app, node)  # worker_init
         try:
             if embedded is not None:

@@ -16,6 +16,7 @@ States: RUNNING -> STOPPING (warm: TERM, INT) -> STOPPED; RUNNING/STOPPING -> CO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -99,6 +100,7 @@ class Node:
         self.next_beat = 0.0
         self.next_revoke_check = 0.0
         self.next_tidy = 0.0  # monotonic time of the next idle store housekeeping
+        self.fork_guard: Any = contextlib.nullcontext()  # qmulti.node.beat.Embedded's lock
         self.beat_failures = 0
         # No reaping of other nodes before this (monotonic): after the broker was out of
         # reach, every node gets one full expiry to heartbeat again before any is judged.
@@ -422,7 +424,9 @@ class Node:
                 continue
             self.respawn_at.pop(index, None)
             self.generation += 1
-            w = self.pool.spawn(index, self.generation, [self.wakeup.rfd, self.wakeup.wfd])
+            with self.fork_guard:  # `-B`: never fork while the scheduler thread is mid-call
+                w = self.pool.spawn(index, self.generation,
+                                    [self.wakeup.rfd, self.wakeup.wfd])
             log.debug("Started pool child %d (%s)", index, w.consumer)
 
     def _child_setup(self, w: Worker, wfd: int) -> ChildSetup:
