@@ -37,6 +37,9 @@ DEFAULT_HEARTBEAT_EXPIRY = 10.0
 # (requeued after its node expired, maybe leased to another node since) and nothing changed.
 OK = "ok"
 LOST = "lost"
+# What `start` returns, on a store that checks for it (`start_sees_revoked`), when the
+# task's stored result is a REVOKED mark: nothing was counted or written; do not run it.
+REVOKED_MARK = "revoked"
 
 
 @dataclass(frozen=True)

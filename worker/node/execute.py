@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from qmulti import protocol
-from qmulti.brokers.base import LOST, Broker, Delivery, ResultBackend
+from qmulti.brokers.base import LOST, REVOKED_MARK, Broker, Delivery, ResultBackend
 from qmulti.exceptions import (
     ContentDisallowed,
     Ignore,
@@ -145,15 +145,24 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
         state = _revoke(rt, delivery, env, "expired")
         _emit(rt, "on_revoked", task, request, True)
         return state
-    if _is_revoked(rt, env.id):
-        rt.log.info("Task %s[%s] was revoked; not running it", env.task, env.id)
-        # The REVOKED mark is the result; keep it as stored.
-        settle(rt, f"Revoked task {env.id}", lambda: rt.broker.ack([delivery]))
-        _emit(rt, "on_revoked", task, request, False)
-        return REVOKED
+    # A store that is its own backend may see the REVOKED mark in `start` (one round
+    # trip less per task); otherwise the mark is read here.
+    sees_mark = (rt.backend is rt.broker and getattr(rt.broker, "start_sees_revoked", False)
+                 and not _own(task, "ignore_result", rt.ignore_result))
+    if not sees_mark and _is_revoked(rt, env.id):
+        return _skip_revoked(rt, delivery, env, task, request)
     _emit(rt, "on_received", rt, request)
     rt.limiter.wait(env.task, getattr(task, "rate_limit", None))
     return _run(rt, delivery, env, task, hooks, limits, request)
+
+
+def _skip_revoked(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
+                  request: Any) -> str:
+    rt.log.info("Task %s[%s] was revoked; not running it", env.task, env.id)
+    # The REVOKED mark is the result; keep it as stored.
+    settle(rt, f"Revoked task {env.id}", lambda: rt.broker.ack([delivery]))
+    _emit(rt, "on_revoked", task, request, False)
+    return REVOKED
 
 
 def _emit(rt: Runtime, hook: str, *args: Any) -> None:
@@ -197,8 +206,10 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
                                      "hostname": rt.hostname}, retries=env.retries,
                                      node=rt.hostname)
     backend = None if _own(task, "ignore_result", rt.ignore_result) else rt.backend
-    if _retrying(rt, lambda: rt.broker.start(delivery, env.id, started, backend,
-                                             rt.ttl)) == LOST:
+    begun = _retrying(rt, lambda: rt.broker.start(delivery, env.id, started, backend, rt.ttl))
+    if begun == REVOKED_MARK:
+        return _skip_revoked(rt, delivery, env, task, request)
+    if begun == LOST:
         rt.log.info("Task %s[%s] not run here: its lease was taken back before it began "
                     "(this node was judged dead); the node holding it now runs it",
                     env.task, env.id)

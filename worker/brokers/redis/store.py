@@ -27,6 +27,7 @@ from qmulti.brokers.base import (
     DEFAULT_MAX_DELIVERIES,
     LOST,
     OK,
+    REVOKED_MARK,
     Broker,
     BrokerStats,
     DeadLetter,
@@ -68,6 +69,8 @@ def _eta_arg(eta: float | None) -> str:
 class RedisStore(Broker, ResultBackend):
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
+
+    start_sees_revoked = True  # start() as its own backend answers REVOKED_MARK
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
                  pool_limit: int | None = None, **options: Any) -> None:
@@ -221,6 +224,8 @@ class RedisStore(Broker, ResultBackend):
         count = self._link.script("start", (k.deliveries, k.leased, result_key(task_id)),
                                   (delivery.mid, delivery.token, "STARTED", meta,
                                    _ttl_ms(ttl)))
+        if count == -1:
+            return REVOKED_MARK
         return OK if count else LOST
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,

@@ -11,9 +11,13 @@
 -- ARGV[3] state
 -- ARGV[4] document
 -- ARGV[5] result ttl in milliseconds, or '0' to keep it
--- Returns the delivery count, or 0 when the lease is lost (and nothing was written).
+-- Returns the delivery count, 0 when the lease is lost, or -1 when the stored result is
+-- REVOKED (revoke() before the task began: it must not run); in both, nothing is written.
+-- Checking the mark here saves the node a read per task.
 local lease = redis.call('HGET', KEYS[2], ARGV[1])
 if not lease or string.sub(lease, 1, 22) ~= ARGV[2] then return 0 end
+local head = redis.call('GETRANGE', KEYS[3], 0, 7)
+if head == 'REVOKED\n' then return -1 end
 local count
 if string.sub(lease, 23, 23) == '+' then
   count = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '1')
@@ -21,8 +25,7 @@ else
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '+' .. string.sub(lease, 24))
   count = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 end
-local head = redis.call('GETRANGE', KEYS[3], 0, 7)
-if head ~= 'SUCCESS\n' and head ~= 'FAILURE\n' and head ~= 'REVOKED\n' then
+if head ~= 'SUCCESS\n' and head ~= 'FAILURE\n' then
   local value = ARGV[3] .. '\n' .. ARGV[4]
   if ARGV[5] == '0' then
     redis.call('SET', KEYS[3], value)
