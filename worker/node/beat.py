@@ -128,9 +128,7 @@ class Beat:
         soonest = now + MAX_SLEEP
         upcoming: tuple[str, float] | None = None
         for entry in self.entries.values():
-            last = state.get(entry.name)
-            due = entry.first_due(now, self.tz) if last is None else \
-                entry.schedule.next_after(last, self.tz)
+            due = self._next_due(entry, state.get(entry.name), now)
             if due <= now:
                 due, skipped = self._coalesce(entry, due, now)
                 self._send(entry, due, skipped)
@@ -152,6 +150,12 @@ class Beat:
         if upcoming is not None:
             info["next_entry"], info["next_due"] = upcoming
         self.broker.heartbeat(self.node_id, info)
+
+    def _next_due(self, entry: Entry, last: float | None, now: float) -> float:
+        """The entry's next due time after the last tick the broker stored for it."""
+        if last is None:
+            return entry.first_due(now, self.tz)
+        return entry.schedule.next_after(last, self.tz)
 
     def _coalesce(self, entry: Entry, due: float, now: float) -> tuple[float, int]:
         """The latest due time not after `now`, and how many earlier ones it replaces."""
@@ -199,9 +203,7 @@ class Beat:
         now, state = broker.clock(), broker.beat_state()
         lines = []
         for entry in self.entries.values():
-            last = state.get(entry.name)
-            due = entry.first_due(now, self.tz) if last is None else \
-                entry.schedule.next_after(last, self.tz)
+            due = self._next_due(entry, state.get(entry.name), now)
             local = datetime.fromtimestamp(due, self.tz).isoformat(timespec="seconds")
             utc = datetime.fromtimestamp(due, timezone.utc).isoformat(timespec="seconds")
             lines.append(f"{entry.name}: {entry.task} {entry.schedule!r} next {local} "
