@@ -43,6 +43,8 @@ class BrokerInfo:
     nodes: dict[str, NodeBrokerInfo] = field(default_factory=dict)  # by node name
     # periodic-task schedulers alive: (name, heartbeat age, next entry, its due time)
     schedulers: list[tuple[str, float, str | None, float | None]] = field(default_factory=list)
+    # sentinel:// only: (master name, master address, replica addresses) right now
+    sentinel: tuple[str, str, list[str]] | None = None
 
     @property
     def answered(self) -> bool:
@@ -53,7 +55,10 @@ class BrokerInfo:
         return {"url": self.url, "error": self.error, "queues": dict(self.queues),
                 "scheduled": self.scheduled, "leased": self.leased, "dead": self.dead,
                 "schedulers": [{"name": n, "heartbeat_age": round(a, 1), "next_entry": e,
-                                "next_due": d} for n, a, e, d in self.schedulers]}
+                                "next_due": d} for n, a, e, d in self.schedulers],
+                **({} if self.sentinel is None else {"sentinel": {
+                    "master_name": self.sentinel[0], "master": self.sentinel[1],
+                    "replicas": list(self.sentinel[2])}})}
 
 
 def _option(node: Node, key: str) -> str | None:
@@ -63,31 +68,34 @@ def _option(node: Node, key: str) -> str | None:
     return None
 
 
-def broker_url(node: Node, environ: Mapping[str, str], cwd: str) -> str | None:
-    """The broker URL this node would use, or None when nothing names the app or broker.
+def broker_settings(node: Node, environ: Mapping[str, str],
+                    cwd: str) -> tuple[str | None, dict[str, Any]]:
+    """The broker URL this node would use (None when nothing names the app or broker),
+    and the app's broker_transport_options when the app was loaded for it (a
+    sentinel:// URL needs its master_name).
 
     The node's own `-b` wins, then the environment (as in the node), then the `-A`
     app's setting. Loading the app only imports the user's modules, as the node does
     before connecting; it opens no connection.
     """
-    for key, value in node.env:
-        if key == URL_ENV_VAR and value:
-            return value
-    if environ.get(URL_ENV_VAR):
-        return environ[URL_ENV_VAR]
     spec = _option(node, "--app")
+    url = next((value for key, value in node.env if key == URL_ENV_VAR and value), None)
+    url = url or environ.get(URL_ENV_VAR) or None
+    if url is not None and (spec is None or not url.lower().startswith("sentinel:")):
+        return url, {}
     if spec is None:
-        return None
+        return None, {}
     from qmulti.node.loader import load_app
 
     previous = os.getcwd()
     os.chdir(cwd)  # the app's relative sqlite path is relative to where the node runs
     try:
         app = load_app(spec)
-        url = app.conf.broker_url
+        url = url or app.conf.broker_url
+        options = dict(app.conf.broker_transport_options or {})
     finally:
         os.chdir(previous)
-    return parse_url(url, "broker").url
+    return parse_url(url, "broker").url, options
 
 
 def _sqlite_file(url: str, cwd: str) -> str:
@@ -99,9 +107,11 @@ def _sqlite_file(url: str, cwd: str) -> str:
     return os.path.abspath(os.path.join(cwd, path))
 
 
-def gather(url: str, cwd: str, now: float | None = None) -> BrokerInfo:
-    """Read the broker's stats; a store problem is recorded, never raised."""
-    from qmulti.brokers import create_broker
+def gather(url: str, cwd: str, now: float | None = None,
+           options: Mapping[str, Any] | None = None) -> BrokerInfo:
+    """Read the broker's stats; a store problem is recorded, never raised. `options`:
+    the app's broker_transport_options (a sentinel:// URL's master_name)."""
+    from qmulti.brokers import PASSED_THROUGH, create_broker
 
     info = BrokerInfo(mask_url(url))
     try:
@@ -115,9 +125,16 @@ def gather(url: str, cwd: str, now: float | None = None) -> BrokerInfo:
                 info.error = "no such store"
                 return info
             url = "sqlite:///" + path  # absolute: three slashes and a leading /
-        broker = create_broker(url, connect_timeout=3.0)
+        passed = {k: v for k, v in (options or {}).items() if k in PASSED_THROUGH}
+        if kind == "redis":
+            from qmulti.brokers.redis.sentinel import topology, with_master_name
+
+            passed = with_master_name(url, {**passed, "connect_timeout": 3.0})
+        broker = create_broker(url, **{"connect_timeout": 3.0, **passed})
         try:
             stats = broker.stats()
+            if kind == "redis":
+                info.sentinel = topology(broker)
         finally:
             broker.close()
     except (QmultiError, OSError) as exc:
@@ -158,6 +175,10 @@ def footer(info: BrokerInfo) -> list[str]:
     lines = [f"broker: {info.url}",
              f"queues: {queues}",
              f"scheduled: {info.scheduled}  leased: {info.leased}  dead-letter: {info.dead}"]
+    if info.sentinel is not None:
+        name, master, replicas = info.sentinel
+        lines.append(f"redis master: {name} at {master}  replicas: "
+                     f"{', '.join(replicas) or 'none'}")
     if info.schedulers:
         parts = []
         for name, age, entry, due in sorted(info.schedulers):

@@ -122,12 +122,12 @@ def broker_side(inv: Invocation, cwd: str,
         return None
     env = dict(os.environ if environ is None else environ)
     try:
-        url = brokerinfo.broker_url(inv.nodes[0], env, cwd)
+        url, options = brokerinfo.broker_settings(inv.nodes[0], env, cwd)
     except QmultiError as exc:  # a bad -A or URL: the pidfile rows are still worth seeing
         return brokerinfo.BrokerInfo("?", error=mask_url(str(exc)))
     if url is None:
         return None
-    return brokerinfo.gather(url, cwd)
+    return brokerinfo.gather(url, cwd, options=options)
 
 
 def _merge(row: NodeStatus, info: brokerinfo.BrokerInfo) -> None:

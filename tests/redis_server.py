@@ -23,7 +23,7 @@ class RedisServer:
 
     def __init__(self, tmp_path: Path, password: str | None = None,
                  appendonly: bool = True, unixsocket: bool = False,
-                 also_bind: tuple[str, ...] = ()) -> None:
+                 also_bind: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found; install it (apt-get install redis-server)")
@@ -33,6 +33,7 @@ class RedisServer:
         self.password = password
         self.appendonly = appendonly
         self.also_bind = also_bind  # more addresses to listen on (a drill's veth)
+        self.extra = extra  # more server options (`--replicaof`, `--masterauth`...)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         # A unix socket path must stay under ~100 bytes: pytest's tmp paths can be longer.
@@ -59,6 +60,7 @@ class RedisServer:
             args += ["--requirepass", self.password]
         if self.also_bind:  # reached from another network namespace: not loopback
             args += ["--protected-mode", "no"]
+        args += self.extra
         if self.socket_path is not None:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,

@@ -53,7 +53,8 @@ class Connections:
         generation, env = conf.generation, conf.env_overrides()  # before what they cover
         key = (pid, conf.broker_url, conf.result_backend, conf.broker_max_deliveries,
                conf.broker_pool_limit, conf.broker_connection_timeout,
-               repr(conf.broker_transport_options))
+               repr(conf.broker_transport_options),
+               repr(conf.result_backend_transport_options))
         with self._lock:
             if self._conn_key != key:
                 self._fast = None

@@ -218,6 +218,7 @@ TABLE: tuple[Setting, ...] = (
     _S("broker_pool_limit", "BROKER_POOL_LIMIT", 10, _int_min(0, optional=True)),
     _S("broker_connection_timeout", "BROKER_CONNECTION_TIMEOUT", 4.0, _seconds(False)),
     _S("broker_transport_options", "BROKER_TRANSPORT_OPTIONS", {}, _mapping),
+    _S("result_backend_transport_options", None, {}, _mapping),
     _S("broker_max_deliveries", None, 5, _int_min(1)),
     # -- modules the node imports at start --------------------------------------------
     _S("imports", "CELERY_IMPORTS", (), _names),

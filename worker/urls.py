@@ -15,6 +15,7 @@ from qmulti.exceptions import ConfigError
 DEFAULT_BROKER_URL = "sqlite:///qmulti.sqlite3"
 SCHEMES = {
     "redis": "redis", "rediss": "redis", "redis+socket": "redis", "unix": "redis",
+    "sentinel": "redis",  # Redis under Sentinel: `sentinel://h1:26379;sentinel://h2:26379`
     "sqlite": "sqlite", "memory": "memory",
 }
 # Celery's database backend names an SQLAlchemy dialect after `db+`; these are the ones
@@ -28,7 +29,10 @@ _QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&]*", re.I)
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by `***`; safe to log or show."""
+    """The URL with any password replaced by `***`; safe to log or show. A list of URLs
+    joined by `;` (Sentinel's) is masked part by part."""
+    if ";" in url:
+        return ";".join(mask_url(part) for part in url.split(";"))
     url = _PASSWORD.sub(lambda m: m["head"] + "***" + m["tail"], url)
     return _QUERY_PASSWORD.sub(lambda m: m["key"] + "***", url)
 
@@ -58,7 +62,7 @@ def parse_url(url: str | None, what: str = "broker") -> ParsedURL:
         return _parse_db(url, scheme[3:], what)
     kind = SCHEMES.get(scheme)
     if kind is None:
-        supported = "redis://, rediss://, redis+socket://, sqlite:///, memory://"
+        supported = "redis://, rediss://, redis+socket://, sentinel://, sqlite:///, memory://"
         raise ConfigError(
             f"unsupported {what} URL {mask_url(url)!r}: use one of {supported}"
         )

@@ -25,6 +25,7 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "broker_pool_limit": (3, 3),
     "broker_connection_timeout": (7, 7.0),
     "broker_transport_options": ({"visibility": 1}, {"visibility": 1}),
+    "result_backend_transport_options": ({"master_name": "m"}, {"master_name": "m"}),
     "beat_schedule": ({"tick": {"task": "t.add", "schedule": 5}},
                       {"tick": {"task": "t.add", "schedule": 5}}),
     "broker_max_deliveries": (9, 9),

@@ -60,13 +60,24 @@ def create_backend(url: str | None, broker: Broker | None = None, **options: Any
     return store
 
 
-def store_options(conf: Any) -> dict[str, Any]:
+# Transport options a Redis store takes as they are: Sentinel's (`sentinel://` URLs) and
+# `wait_replicas` (see worker/brokers/redis/durable.py and sentinel.py).
+PASSED_THROUGH = ("master_name", "sentinel_kwargs", "failover_timeout", "wait_replicas",
+                  "wait_timeout_ms")
+
+
+def store_options(conf: Any, which: str = "broker") -> dict[str, Any]:
     """What every store constructor takes from the settings, read in one place so the
     producer, the node, each pool child and the controller connect alike.
 
     `broker_transport_options` may carry Celery's `socket_timeout` and
-    `socket_connect_timeout`; the latter wins over `broker_connection_timeout`."""
+    `socket_connect_timeout`; the latter wins over `broker_connection_timeout`. With
+    `which="backend"`, the Sentinel and WAIT options come from
+    `result_backend_transport_options` instead (Celery's split)."""
     transport = dict(getattr(conf, "broker_transport_options", None) or {})
+    passed = transport
+    if which == "backend":
+        passed = dict(getattr(conf, "result_backend_transport_options", None) or {})
     connect_timeout = (transport.get("socket_connect_timeout")
                        or getattr(conf, "broker_connection_timeout", None))
     options: dict[str, Any] = {
@@ -74,6 +85,7 @@ def store_options(conf: Any) -> dict[str, Any]:
         "pool_limit": getattr(conf, "broker_pool_limit", None),
         "connect_timeout": connect_timeout,
         "socket_timeout": transport.get("socket_timeout"),
+        **{key: passed.get(key) for key in PASSED_THROUGH},
     }
     return {key: value for key, value in options.items() if value is not None}
 
@@ -85,7 +97,8 @@ def connect(conf: Any, broker_url: str | None = None) -> tuple[Broker, ResultBac
     options = store_options(conf)
     broker = create_broker(broker_url or conf.broker_url, **options)
     try:
-        backend = create_backend(getattr(conf, "result_backend", None), broker=broker, **options)
+        backend = create_backend(getattr(conf, "result_backend", None), broker=broker,
+                                 **store_options(conf, "backend"))
     except BaseException:
         broker.close()
         raise

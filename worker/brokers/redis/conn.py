@@ -11,11 +11,12 @@ to be safe.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from qmulti.brokers.redis.resp import AuthError, Pool, ReplyError, pack
 from qmulti.brokers.redis.url import RedisTarget
@@ -44,6 +45,7 @@ def _load_scripts() -> MappingProxyType[str, tuple[bytes, str]]:
 SCRIPTS = _load_scripts()
 _BY_SHA = MappingProxyType({sha: source for source, sha in SCRIPTS.values()})
 Command = Sequence[Any]
+T = TypeVar("T")
 
 
 class RedisLink:
@@ -60,6 +62,27 @@ class RedisLink:
         self._pool = Pool(target.endpoint(self.connect_timeout, self.socket_timeout),
                           self.pool_limit, POOL_WAIT)
 
+    switched_at = 0.0  # monotonic time the server changed (a SentinelLink's failover)
+    failover = False  # a SentinelLink (sentinel.py) follows the master across failovers
+
+    def switched_within(self, seconds: float) -> bool:
+        """Whether this process moved to a new master in the last `seconds`: then no
+        node is judged dead before each had that long to heartbeat to it."""
+        return bool(self.switched_at) and time.monotonic() - self.switched_at < seconds
+
+    def _use_pool(self) -> Pool:
+        """The pool for the next command (a SentinelLink finds the master first)."""
+        return self._pool
+
+    def suspect(self) -> None:
+        """A reply hinted that the server may no longer be the master (a SentinelLink
+        asks the sentinels again before its next command); one server: nothing to do."""
+
+    def patient(self, call: Callable[[], T], deadline: float | None = None) -> T:
+        """Run a call that is safe to re-send; one server has no failover to wait out,
+        so here it runs once (see SentinelLink.patient)."""
+        return call()
+
     # -- commands ------------------------------------------------------------------------
     def call(self, *args: Any, read_timeout: float | None = None) -> Any:
         """One command, one round trip. `read_timeout` overrides the socket timeout for
@@ -70,7 +93,7 @@ class RedisLink:
             raise self._translate(exc) from None
 
     def _call(self, args: Command, read_timeout: float | None = None) -> Any:
-        pool = self._pool
+        pool = self._use_pool()
         conn = pool.get()
         try:
             conn.send(pack(args))
@@ -120,7 +143,7 @@ class RedisLink:
             raise self._translate(exc) from None
 
     def _pipeline(self, commands: Sequence[Command]) -> list[Any]:
-        pool = self._pool
+        pool = self._use_pool()
         conn = pool.get()
         try:
             return conn.pipeline(commands)

@@ -3,8 +3,8 @@
 Every state change of a message is one Lua script (`lua/*.lua`, each headed by its KEYS
 and ARGV); this module only picks keys and arguments and shapes the replies. A lease's
 token is the first 22 characters of its `leased` value (claim time and index), so the
-fence costs no extra key and no extra round trip. Round
-trips per task on the hot path: claim 1 per batch, start 1, finish 1 (result + ack).
+fence costs no extra key or round trip. Round trips per task on the hot path: claim 1
+per batch, start 1, finish 1 (result + ack; + WAIT in the same trip under wait_replicas).
 
 Blocking without polling: each queue has a `wake` list that holds at most one token
 while its ready list may be non-empty (every script that adds to a ready list ensures
@@ -35,7 +35,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
-from qmulti.brokers.redis.conn import RedisLink
+from qmulti.brokers.redis import durable
 from qmulti.brokers.redis.keys import (
     BEAT,
     NODEINFO,
@@ -47,7 +47,7 @@ from qmulti.brokers.redis.keys import (
     notify_key,
     result_key,
 )
-from qmulti.brokers.redis.url import parse_redis_url
+from qmulti.brokers.redis.sentinel import open_link
 from qmulti.exceptions import BrokerConnectionError
 from qmulti.states import READY_STATES
 
@@ -78,8 +78,8 @@ class RedisStore(Broker, ResultBackend):
         self.max_deliveries = int(max_deliveries or DEFAULT_MAX_DELIVERIES)
         connect_timeout = (options.get("connect_timeout") or options.get("connection_timeout")
                            or options.get("broker_connection_timeout"))
-        self._link = RedisLink(parse_redis_url(url), pool_limit, connect_timeout,
-                               options.get("socket_timeout"))
+        self._link = open_link(url, pool_limit, connect_timeout, options)
+        self._durability = durable.Durability.of(options)  # wait_replicas (see durable.py)
         self._keys: dict[str, QueueKeys] = {}
         self._registered: set[str] = set()  # queues this process added to QUEUES
         self._pid = os.getpid()
@@ -111,9 +111,8 @@ class RedisStore(Broker, ResultBackend):
 
     # -- producing -----------------------------------------------------------------------
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
-        k = self._queue(queue)
-        self._link.script("publish", (k.msgs, k.ready, k.scheduled, k.wake),
-                          (mid, body, _eta_arg(eta)))
+        self._link.patient(lambda: durable.publish(  # re-sent on failover: stored once
+            self._link, self._queue(queue), (mid, body, _eta_arg(eta)), self._durability))
 
     # -- consuming -----------------------------------------------------------------------
     def claim(self, queues: Sequence[str], node_id: str, consumer: str, limit: int,
@@ -233,8 +232,8 @@ class RedisStore(Broker, ResultBackend):
         if backend is not self or meta is None:
             return super().finish(delivery, task_id, state, meta, backend, ttl)
         k = self._queue(delivery.queue)
-        acked = self._link.script(
-            "finish",
+        acked = durable.run(
+            self._link, self._durability, "finish",
             (k.msgs, k.deliveries, k.leased, result_key(task_id), notify_key(task_id)),
             (delivery.mid, delivery.token, state, meta, _ttl_ms(ttl),
              "1" if state in READY_STATES else "0",
@@ -267,6 +266,8 @@ class RedisStore(Broker, ResultBackend):
         self._link.script("unregister", (NODES, NODEINFO, REAPS), (node_id,))
 
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+        if self._link.switched_within(expiry):
+            return 0  # a new master: each node gets one expiry to heartbeat to it first
         reaping = self._link.script("reap_nodes", (NODES, NODEINFO, REAPING, REAPS),
                                     (repr(expiry),))
         if not reaping:
@@ -362,7 +363,7 @@ class RedisStore(Broker, ResultBackend):
         deadline = None if timeout is None else time.monotonic() + timeout
         notify = notify_key(task_id)
         while True:
-            found = self._lookup(task_id)
+            found = self._link.patient(lambda: self._lookup(task_id), deadline)
             if found is not None and found[0] in READY_STATES:
                 return found[1]
             block = BLOCK_CHUNK
@@ -372,8 +373,8 @@ class RedisStore(Broker, ResultBackend):
                     return None
             block = max(block, 0.001)
             # Rotating the list into itself leaves the document for every other waiter.
-            doc = self._link.call("BRPOPLPUSH", notify, notify, f"{block:.3f}",
-                                  read_timeout=block + self._link.socket_timeout)
+            doc = self._link.patient(lambda b=block: self._link.call("BRPOPLPUSH", notify, notify,
+                f"{b:.3f}", read_timeout=b + self._link.socket_timeout), deadline)
             if doc is not None:
                 return doc
 
