@@ -4,17 +4,16 @@ returns, so that a failover cannot take back what `delay()` returned for.
 Redis replicates asynchronously: without WAIT, the master acknowledges a write that its
 replicas may not have yet, and a promoted replica has never heard of it. The script and
 its WAIT go in one pipeline (one round trip). A publish that too few replicas confirm
-raises `ReplicationError`, a `BrokerConnectionError`: re-sending it under the same
-message id is safe (publish.lua stores a mid once), and a patient publish does so until
-a master with enough replicas answers. A finish that too few replicas confirm is not an
-error: it stands on the master, and if a failover takes it back the message is still
-leased there and runs again, never lost.
+raises `ReplicationError`, a `BrokerConnectionError`; a patient publish waits on (see
+`Publish`) until a master with enough replicas confirms it, or its time is up. A finish
+that too few replicas confirm is not an error: it stands on the master, and if a
+failover takes it back the message is still leased there and runs again, never lost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +56,7 @@ def script_waited(link: RedisLink, name: str, keys: Sequence[Any], args: Sequenc
     confirmed). A script the server does not know yet is loaded and the pair re-sent
     (the first EVALSHA did nothing)."""
     command = link.eval_command(name, keys, args)
-    wait = ("WAIT", durability.replicas, durability.timeout_ms)
-    read_timeout = durability.timeout_ms / 1000 + link.socket_timeout
+    wait, read_timeout = _wait(durability), _read_timeout(link, durability)
     with link.errors():
         reply, acked = _pair(link, command, wait, read_timeout)
         if isinstance(reply, ReplyError) and reply.code == "NOSCRIPT":
@@ -85,22 +83,53 @@ def _pair(link: RedisLink, command: Sequence[Any], wait: Sequence[Any],
         pool.put(conn)
 
 
-def publish(link: RedisLink, k: QueueKeys, args: Sequence[Any],
-            durability: Durability) -> None:
-    """publish.lua, then WAIT under wait_replicas; too few replicas: ReplicationError."""
-    keys = (k.msgs, k.ready, k.scheduled, k.wake)
-    if not durability.replicas:
-        link.script("publish", keys, args)
-        return
-    _, acked = script_waited(link, "publish", keys, args, durability)
-    if acked < durability.replicas:
-        link.suspect()  # the replicas may have left because this is a master no more
-        mid = args[0]
-        raise ReplicationError(
-            f"message {mid} is on the redis master ({link.target.where}) but only {acked} "
-            f"of {durability.replicas} replica(s) confirmed it within "
-            f"{durability.timeout_ms} ms (wait_replicas): a failover now could lose it; "
-            "sending it again is safe")
+FENCE = "{qmulti}:fence"  # a channel nobody listens to: a PUBLISH is a write replicas get
+
+
+class Publish:
+    """One publish, called again by `patient` until enough replicas confirm it.
+
+    The first try runs publish.lua and WAIT. A try after too few replicas confirmed, on
+    the same master, must not run the script again: the message may have run and been
+    acked meanwhile, and a second publish.lua would queue it anew. It sends a fence
+    instead (a PUBLISH, which replicates after the message) and WAITs for that. On
+    another master (a failover since), the script runs again: the message may be gone."""
+
+    def __init__(self, link: RedisLink, keys: Callable[[], QueueKeys], args: Sequence[Any],
+                 durability: Durability) -> None:
+        self.link, self.keys, self.args, self.durability = link, keys, args, durability
+        self.stored_on: str | None = None  # the master that has the message for sure
+
+    def __call__(self) -> None:
+        link, durability = self.link, self.durability
+        k = self.keys()
+        keys = (k.msgs, k.ready, k.scheduled, k.wake)
+        if not durability.replicas:
+            link.script("publish", keys, self.args)
+            return
+        with link.errors():
+            link._use_pool()  # a SentinelLink finds the master now: `where` is current
+            where = link.target.where
+            if where == self.stored_on:
+                acked = int(_pair(link, ("PUBLISH", FENCE, ""), _wait(durability),
+                                  _read_timeout(link, durability))[1])
+        if where != self.stored_on:
+            _, acked = script_waited(link, "publish", keys, self.args, durability)
+            self.stored_on = where
+        if acked < durability.replicas:
+            link.suspect()  # the replicas may have left because this is a master no more
+            raise ReplicationError(
+                f"message {self.args[0]} is on the redis master ({where}) but only "
+                f"{acked} of {durability.replicas} replica(s) confirmed it within "
+                f"{durability.timeout_ms} ms (wait_replicas): a failover now could lose it")
+
+
+def _wait(durability: Durability) -> tuple[str, int, int]:
+    return ("WAIT", durability.replicas, durability.timeout_ms)
+
+
+def _read_timeout(link: RedisLink, durability: Durability) -> float:
+    return durability.timeout_ms / 1000 + link.socket_timeout
 
 
 _short_finishes = 0

@@ -111,8 +111,8 @@ class RedisStore(Broker, ResultBackend):
 
     # -- producing -----------------------------------------------------------------------
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
-        self._link.patient(lambda: durable.publish(  # re-sent on failover: stored once
-            self._link, self._queue(queue), (mid, body, _eta_arg(eta)), self._durability))
+        self._link.patient(durable.Publish(  # tried again through a failover
+            self._link, lambda: self._queue(queue), (mid, body, _eta_arg(eta)), self._durability))
 
     # -- consuming -----------------------------------------------------------------------
     def claim(self, queues: Sequence[str], node_id: str, consumer: str, limit: int,
