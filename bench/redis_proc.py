@@ -21,12 +21,14 @@ from bench import procs
 class RedisProc:
     """One redis-server on a free loopback port with its data dir under `root`."""
 
-    def __init__(self, root: Path, run_id: str, appendonly: bool = False) -> None:
+    def __init__(self, root: Path, run_id: str, appendonly: bool = False,
+                 name: str = "redis", extra: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: install it (apt-get install redis-server)")
         self.binary = binary
-        self.dir = root / "redis"
+        self.dir = root / name
+        self.extra = extra  # more server options (`--replicaof HOST PORT`)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id
         self.appendonly = appendonly
@@ -44,7 +46,7 @@ class RedisProc:
                 "--dir", str(self.dir), "--save", "",
                 *(["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly
                   else ["--appendonly", "no"]),
-                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+                "--daemonize", "no", "--logfile", str(self.dir / "redis.log"), *self.extra]
         self.proc = procs.spawn(argv, self.dir, procs.bench_env(self.run_id),
                                 self.dir / "stdout.log")
         procs.wait_until(self._answers, 15, f"redis-server on port {self.port}")

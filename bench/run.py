@@ -18,11 +18,20 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from bench import canvas_section, multi_section, procs, redis_section, report, sqlite_section
+from bench import (
+    canvas_section,
+    multi_section,
+    procs,
+    redis_section,
+    report,
+    sentinel_section,
+    sqlite_section,
+)
 from bench.outcome import Outcome, Sizes
 from bench.redis_proc import RedisProc
 
-SECTIONS = ("sqlite", "multi", "canvas", "redis")  # redis last: its ratio line ends the output
+# redis last: its ratio line ends the output
+SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "redis")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "sqlite" in wanted:
             print(sqlite_section.render(sqlite_section.run(root, run_id, sizes)), flush=True)
+        if "sentinel" in wanted:
+            print(sentinel_section.render(sentinel_section.run(root, run_id, sizes)),
+                  flush=True)
         if {"multi", "canvas", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
