@@ -135,8 +135,8 @@ def _read_timeout(link: RedisLink, durability: Durability) -> float:
 _short_finishes = 0
 
 
-def run(link: RedisLink, durability: Durability, name: str, keys: Sequence[Any],
-        args: Sequence[Any]) -> Any:
+def waited(link: RedisLink, durability: Durability, name: str, keys: Sequence[Any],
+           args: Sequence[Any]) -> Any:
     """A script that ends a delivery (finish), followed by WAIT under wait_replicas; too
     few replicas is one warning per process, then debug, never an error."""
     global _short_finishes

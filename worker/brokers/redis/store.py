@@ -35,7 +35,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
-from qmulti.brokers.redis import durable
+from qmulti.brokers.redis.durable import Durability, Publish, waited
 from qmulti.brokers.redis.keys import (
     BEAT,
     NODEINFO,
@@ -79,7 +79,7 @@ class RedisStore(Broker, ResultBackend):
         connect_timeout = (options.get("connect_timeout") or options.get("connection_timeout")
                            or options.get("broker_connection_timeout"))
         self._link = open_link(url, pool_limit, connect_timeout, options)
-        self._durability = durable.Durability.of(options)  # wait_replicas (see durable.py)
+        self._durability = Durability.of(options)  # wait_replicas (see durable.py)
         self._keys: dict[str, QueueKeys] = {}
         self._registered: set[str] = set()  # queues this process added to QUEUES
         self._pid = os.getpid()
@@ -111,7 +111,7 @@ class RedisStore(Broker, ResultBackend):
 
     # -- producing -----------------------------------------------------------------------
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
-        self._link.patient(durable.Publish(  # tried again through a failover
+        self._link.patient(Publish(  # tried again through a failover
             self._link, lambda: self._queue(queue), (mid, body, _eta_arg(eta)), self._durability))
 
     # -- consuming -----------------------------------------------------------------------
@@ -232,7 +232,7 @@ class RedisStore(Broker, ResultBackend):
         if backend is not self or meta is None:
             return super().finish(delivery, task_id, state, meta, backend, ttl)
         k = self._queue(delivery.queue)
-        acked = durable.run(
+        acked = waited(
             self._link, self._durability, "finish",
             (k.msgs, k.deliveries, k.leased, result_key(task_id), notify_key(task_id)),
             (delivery.mid, delivery.token, state, meta, _ttl_ms(ttl),
