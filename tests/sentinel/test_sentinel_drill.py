@@ -150,6 +150,8 @@ def _drill(tmp_path: Path, wait_replicas: int) -> None:
     assert "Traceback" not in "".join(logs), "".join(logs)[-3000:]
     assert all(MOVED in log for log in logs), "a node did not log the new master"
     assert all(PASSWORD not in log for log in logs)
+    assert not any("heartbeat expired" in log or "judged dead" in log for log in logs), \
+        "a node was reaped for the failover"
     assert producer.longest < 30 + 10  # failover_timeout plus one socket timeout
     assert len(producer.errors) <= 1, producer.errors
     notable = [line for log in logs for line in log.splitlines()

@@ -3,9 +3,11 @@ through a failover (killed, and a manual one that demotes it), WAIT, get() waite
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from qmulti.brokers import create_broker
 from qmulti.brokers.redis.durable import ReplicationError
 from qmulti.brokers.redis.sentinel import parse_sentinel_url
 from qmulti.exceptions import BrokerConnectionError, ConfigError
+from qmulti.supervisor import brokerinfo
 from qmulti.urls import mask_url, parse_url
 
 MOVED = "Redis master 'mymaster' is now at"
@@ -56,6 +59,7 @@ def test_a_store_follows_the_master_through_a_kill_and_a_manual_failover(
     store: Any = app.broker
     waiter_store = create_broker(cluster.url, **cluster.options(failover_timeout=30))
     store.publish("q", "m1", b"one")
+    store.heartbeat("other-node", {"name": "other"})
     old = cluster.master.port
     assert store._link.address == ("127.0.0.1", old)
 
@@ -75,6 +79,18 @@ def test_a_store_follows_the_master_through_a_kill_and_a_manual_failover(
     assert got == [b'{"status": "SUCCESS"}']
     assert store.stats().queues == {"q": 2}
     assert len(_moves(caplog)) == 1, _moves(caplog)  # one line per process, two links
+    # Right after the move nobody is reaped: every node gets one expiry to heartbeat.
+    # An expiry between the two ages: the heartbeat is older, the move more recent.
+    since_move = time.monotonic() - store._link.switched_at
+    beat_age = store.clock() - store.stats().nodes[0].heartbeat
+    assert beat_age - since_move > 1.0  # the failover itself took that long
+    expiry = (since_move + beat_age) / 2
+    assert store.requeue_dead_nodes(expiry=expiry) == 0
+    assert [n.node_id for n in store.stats().nodes] == ["other-node"]  # not judged
+    fresh = create_broker(cluster.url, **cluster.options())  # never saw the old master
+    fresh.requeue_dead_nodes(expiry=expiry)
+    assert store.stats().nodes == []  # the same call without the move judges it
+    fresh.close()
 
     # The old master comes back: Sentinel makes it the new one's replica.
     cluster.master.start()
@@ -100,7 +116,14 @@ def test_a_store_follows_the_master_through_a_kill_and_a_manual_failover(
 
 
 @pytest.mark.timeout(120)
-def test_wait_replicas_confirms_a_publish_or_says_why_not(cluster: SentinelCluster) -> None:
+def test_wait_replicas_confirms_a_publish_or_says_why_not(cluster: SentinelCluster,
+                                                           tmp_path: Path) -> None:
+    # `qmulti status -b sentinel://...` with no app to name the master: the only one.
+    info = brokerinfo.gather(cluster.url, str(tmp_path))
+    footer = "\n".join(brokerinfo.footer(info))
+    assert (f"redis master: mymaster at 127.0.0.1:{cluster.master.port}  replicas: "
+            f"127.0.0.1:{cluster.replica.port}") in footer, footer
+    assert PASSWORD not in footer + json.dumps(info.as_dict())
     store: Any = create_broker(cluster.url, **cluster.options(
         wait_replicas=1, wait_timeout_ms=300, failover_timeout=2))
     started = time.monotonic()

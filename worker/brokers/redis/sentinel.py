@@ -122,13 +122,15 @@ class SentinelLink(RedisLink):
         self.address: tuple[str, int] | None = None
         self.switched_at = 0.0  # monotonic time the master last changed in this process
         self._stale = True  # ask the sentinels before the next command
-        self._lock = threading.Lock()
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._sentinel: Any = None
         self._sentinel_pid = -1
 
     # -- discovery -----------------------------------------------------------------------
     def _use_pool(self) -> Pool:
         if self._stale:
+            if self._lock_pid != os.getpid():  # a lock held at fork would never be let go
+                self._lock, self._lock_pid = threading.Lock(), os.getpid()
             with self._lock:
                 if self._stale:
                     self._discover()
@@ -189,8 +191,8 @@ class SentinelLink(RedisLink):
         if isinstance(exc, OSError) or (not isinstance(exc, AuthError) and exc.code in MOVED):
             self._stale = True
             return BrokerConnectionError(
-                f"cannot reach the redis master {self.spec.master_name!r} "
-                f"({self.target.where}, sentinels {self.spec.where}): {self._clean(exc)}")
+                f"cannot reach the redis {self.target.where} (sentinels {self.spec.where}): "
+                f"{self._clean(exc)}")
         return super()._translate(exc)
 
     def patient(self, call: Callable[[], T], deadline: float | None = None) -> T:

@@ -339,9 +339,9 @@ class RedisStore(Broker, ResultBackend):
     def set(self, task_id: str, state: str, blob: bytes, ttl: float | None) -> None:
         final = state in READY_STATES
         notify_ttl = min(NOTIFY_TTL, ttl) if ttl and ttl > 0 else NOTIFY_TTL
-        self._link.script("set_result", (result_key(task_id), notify_key(task_id)),
-                          (state, blob, _ttl_ms(ttl), "1" if final else "0",
-                           _ttl_ms(notify_ttl)))
+        waited(self._link, self._durability, "set_result", (result_key(task_id),
+               notify_key(task_id)), (state, blob, _ttl_ms(ttl), "1" if final else "0",
+                                      _ttl_ms(notify_ttl)))
 
     def set_unless_ready(self, task_id: str, state: str, blob: bytes,
                          ttl: float | None) -> bool:
