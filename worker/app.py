@@ -141,6 +141,13 @@ class App(Sending, Connections):
                 self._result_cache = ResultCache(self.conf.result_cache_max)
             return self._result_cache
 
+    @property
+    def events(self) -> Any:
+        """Celery's `app.events`: `Receiver`, `State` and our `reader` (qmulti.events)."""
+        from qmulti.events import Events
+
+        return Events(self)
+
     # -- hooks (worker/middleware.py, worker/signals.py) ------------------------------------
     def add_middleware(self, middleware: Any) -> Middleware:
         """Install a middleware (instance, class or dotted path) after the `middleware`
