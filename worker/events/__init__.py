@@ -11,15 +11,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from qmulti.events.event import EVENT_TYPES, TASK_EVENTS, WORKER_EVENTS
-from qmulti.events.reader import NOW, OLDEST_NAME, EventReader
-from qmulti.events.receiver import Receiver
-from qmulti.events.state import State
+if TYPE_CHECKING:
+    from qmulti.events.event import EVENT_TYPES, TASK_EVENTS, WORKER_EVENTS
+    from qmulti.events.reader import NOW, OLDEST_NAME, EventReader
+    from qmulti.events.receiver import Receiver
+    from qmulti.events.state import State
+
+# Loaded on first use, as `qmulti` itself: the producer's built-in task-sent hook lives
+# in this package, and `import qmulti` must not load a broker module for it.
+_LAZY = {"EVENT_TYPES": "event", "TASK_EVENTS": "event", "WORKER_EVENTS": "event",
+         "NOW": "reader", "OLDEST_NAME": "reader", "EventReader": "reader",
+         "Receiver": "receiver", "State": "state"}
 
 __all__ = ["EVENT_TYPES", "NOW", "OLDEST_NAME", "TASK_EVENTS", "WORKER_EVENTS", "EventReader",
            "Events", "Receiver", "State"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qmulti.events' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"qmulti.events.{module}"), name)
 
 
 class Events:
@@ -30,10 +45,16 @@ class Events:
 
     def Receiver(self, connection: Any = None, handlers: Any = None,  # noqa: N802
                  **options: Any) -> Receiver:
+        from qmulti.events.receiver import Receiver
+
         return Receiver(self.app, connection, handlers, **options)
 
     def State(self, **options: Any) -> State:  # noqa: N802
+        from qmulti.events.state import State
+
         return State(**options)
 
-    def reader(self, start: str = NOW) -> EventReader:
+    def reader(self, start: str = "now") -> EventReader:
+        from qmulti.events.reader import EventReader
+
         return EventReader(self.app.broker, start)

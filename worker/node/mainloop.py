@@ -103,6 +103,7 @@ class Node(SignalHandlers, ChildWatch, BrokerLink):
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
                                  opts.concurrency, self.liveness)
         self.scaler = None if opts.autoscale is None else Autoscaler(*opts.autoscale)
+        self.events: Any = None  # qmulti.node.events.NodeEvents under -E
         self.wakeup = Wakeup()
         if opts.pool == "prefork":
             self.pool: PreforkPool | ThreadPool = PreforkPool(self._child_setup)
