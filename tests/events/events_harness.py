@@ -46,6 +46,13 @@ def again(self, n):
     return n
 
 
+@app.task(name="tasks.sleepy")
+def sleepy(seconds):
+    import time
+    time.sleep(seconds)
+    return seconds
+
+
 @app.task(name="tasks.refuse")
 def refuse(n):
     raise Reject(f"no {{n}}", requeue=False)

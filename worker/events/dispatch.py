@@ -14,14 +14,16 @@ bound. `close()` flushes what is left, so a warm stop loses nothing.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from qmulti.brokers.events_base import DEFAULT_MAXLEN
-from qmulti.events.event import encode, make
+from qmulti.events.event import encode, utcoffset
 
 log = logging.getLogger("qmulti.events")
 
@@ -40,7 +42,9 @@ class Dispatcher:
         self.maxlen = maxlen
         self.interval = interval
         self.pid = os.getpid()
-        self.clock = 0
+        # Celery's common fields, fixed for this process; `clock` counts its events.
+        self._common = {"hostname": hostname, "utcoffset": utcoffset(), "pid": self.pid}
+        self._clock = itertools.count(1)
         self.dropped = 0
         self._buf: list[bytes] = []
         self._cond = threading.Condition()
@@ -51,15 +55,15 @@ class Dispatcher:
         self._failing = False
 
     def send(self, type_: str, **fields: Any) -> None:
-        """Queue one event; never blocks on the broker, never raises."""
+        """Queue one event; never blocks on the broker, never raises. Encoded here, outside
+        the lock, so that consumer threads sharing the dispatcher do not wait on each other."""
+        body = encode({"type": type_, "timestamp": time.time(), **self._common,
+                       "clock": next(self._clock), **fields})
         with self._cond:
-            self.clock += 1
-            body = encode(make(type_, fields.pop("hostname", self.hostname),
-                                     self.clock, **fields))
             self._buf.append(body)
             if len(self._buf) > BUFFER_MAX:
+                self.dropped += len(self._buf) - BUFFER_MAX
                 del self._buf[:len(self._buf) - BUFFER_MAX]
-                self.dropped += 1
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="events", daemon=True)
                 self._thread.start()

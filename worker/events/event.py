@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import reprlib
 import time
 from typing import Any
 
@@ -19,10 +18,8 @@ EVENT_TYPES = TASK_EVENTS + WORKER_EVENTS
 SW_IDENT = "py-qmulti"
 REPR_MAX = 1024  # characters of args, kwargs and results repr (Celery's saferepr is ~1k)
 
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = REPR_MAX
-_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 32
-_repr.maxlevel = 4
+# One encoder, made once: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
 
 
 def utcoffset() -> int:
@@ -34,7 +31,7 @@ def utcoffset() -> int:
 def safe_repr(value: Any) -> str:
     """A bounded repr that never raises: events carry reprs, not values, as Celery's."""
     try:
-        text = _repr.repr(value)
+        text = repr(value)
     except Exception as exc:  # a broken __repr__ must not lose the event
         text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
     return text if len(text) <= REPR_MAX else text[:REPR_MAX - 3] + "..."
@@ -49,7 +46,7 @@ def make(type_: str, hostname: str, clock: int, **fields: Any) -> dict[str, Any]
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), default=str).encode()
+    return _encode(event).encode()
 
 
 def decode(body: bytes) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """The event stream of the Redis store: one Redis stream, capped with `MAXLEN ~`.
 
-Each entry holds one field, `e`, the encoded event. A batch is one pipeline of XADDs
-(one round trip); `~` lets Redis trim whole radix-tree nodes, which costs nothing per
-entry. Readers block in XREAD, so a live tail sees an event as soon as it is flushed.
+Each entry holds one field, `e`, the encoded event. A batch is one script call
+(`lua/events_put.lua`: one command, one reply); `~` lets Redis trim whole radix-tree
+nodes, which costs nothing per entry. Readers block in XREAD, so a live tail sees an
+event as soon as it is flushed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ class RedisEvents:
     def events_put(self, events: Sequence[bytes], maxlen: int = DEFAULT_MAXLEN) -> None:
         if not events:
             return
-        cap = str(max(int(maxlen), 1))
-        self._link.pipeline([("XADD", EVENTS, "MAXLEN", "~", cap, "*", "e", body)
-                             for body in events])
+        self._link.script("events_put", (EVENTS,), (str(max(int(maxlen), 1)), *events))
 
     def events_read(self, after: str = OLDEST, count: int = 500,
                     timeout: float = 0.0) -> list[tuple[str, bytes]]:
