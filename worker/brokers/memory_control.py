@@ -38,14 +38,14 @@ class MemoryControl:
             now = time.time()
             return [r for r in self._nodes.values() if now - r.heartbeat < expiry]
 
-    def _put(self, boxes: Sequence[str], body: bytes, ttl: float) -> None:
+    def _box_put(self, boxes: Sequence[str], body: bytes, ttl: float) -> None:
         cond = self._box_cond()
         with cond:
             for box in boxes:
                 self._boxes.setdefault(box, deque()).append((time.monotonic() + ttl, body))
             cond.notify_all()
 
-    def _take(self, box: str, count: int, timeout: float) -> list[bytes]:
+    def _box_take(self, box: str, count: int, timeout: float) -> list[bytes]:
         cond = self._box_cond()
         deadline = time.monotonic() + timeout
         out: list[bytes] = []
@@ -66,20 +66,20 @@ class MemoryControl:
 
     def control_send(self, node_ids: Sequence[str], body: bytes,
                      ttl: float = DEFAULT_CONTROL_TTL) -> None:
-        self._put([f"node:{n}" for n in node_ids], body, ttl)
+        self._box_put([f"node:{n}" for n in node_ids], body, ttl)
 
     def control_receive(self, node_id: str, timeout: float) -> list[bytes]:
-        got = self._take(f"node:{node_id}", 1, timeout)
+        got = self._box_take(f"node:{node_id}", 1, timeout)
         if got:
-            got += self._take(f"node:{node_id}", 100, 0.0)
+            got += self._box_take(f"node:{node_id}", 100, 0.0)
         return got
 
     def control_reply(self, reply_to: str, body: bytes,
                       ttl: float = DEFAULT_CONTROL_TTL) -> None:
-        self._put([f"reply:{reply_to}"], body, ttl)
+        self._box_put([f"reply:{reply_to}"], body, ttl)
 
     def control_collect(self, reply_to: str, count: int, timeout: float) -> list[bytes]:
-        return self._take(f"reply:{reply_to}", count, timeout)
+        return self._box_take(f"reply:{reply_to}", count, timeout)
 
     def control_forget(self, node_id: str) -> None:
         with self._box_cond():

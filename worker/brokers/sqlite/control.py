@@ -56,7 +56,7 @@ class SqliteControl:
                           "ORDER BY node_id", (time.time() - expiry,))
         return [NodeRecord(n, hb, json.loads(info)) for n, hb, info in rows]
 
-    def _put(self, boxes: Sequence[str], body: bytes, ttl: float) -> None:
+    def _box_put(self, boxes: Sequence[str], body: bytes, ttl: float) -> None:
         self._control_table()
         now = time.time()
         with self._write() as conn:
@@ -65,15 +65,18 @@ class SqliteControl:
             conn.executemany("INSERT INTO control (box, expires, body) VALUES (?, ?, ?)",
                              [(box, now + ttl, body) for box in boxes])
 
-    def _take(self, box: str, deadline: float, limit: int) -> list[bytes]:
+    def _box_take(self, box: str, deadline: float, limit: int) -> list[bytes]:
         """Wait until the box holds something (or the deadline), then take up to `limit`."""
         self._control_table()
         delay = POLL_FIRST
         while True:
-            if self._read("SELECT 1 FROM control WHERE box = ? LIMIT 1", (box,)):
+            now = time.time()
+            if self._read("SELECT 1 FROM control WHERE box = ? AND expires > ? LIMIT 1",
+                          (box, now)):
                 with self._write() as conn:
-                    rows = conn.execute("SELECT id, body FROM control WHERE box = ? ORDER BY "
-                                        "id LIMIT ?", (box, limit)).fetchall()
+                    rows = conn.execute("SELECT id, body FROM control WHERE box = ? AND "
+                                        "expires > ? ORDER BY id LIMIT ?",
+                                        (box, now, limit)).fetchall()
                     conn.executemany("DELETE FROM control WHERE id = ?",
                                      [(row[0],) for row in rows])
                 if rows:
@@ -87,23 +90,23 @@ class SqliteControl:
     @translated
     def control_send(self, node_ids: Sequence[str], body: bytes,
                      ttl: float = DEFAULT_CONTROL_TTL) -> None:
-        self._put([_inbox(n) for n in node_ids], body, ttl)
+        self._box_put([_inbox(n) for n in node_ids], body, ttl)
 
     @translated
     def control_receive(self, node_id: str, timeout: float) -> list[bytes]:
-        return self._take(_inbox(node_id), time.monotonic() + timeout, 100)
+        return self._box_take(_inbox(node_id), time.monotonic() + timeout, 100)
 
     @translated
     def control_reply(self, reply_to: str, body: bytes,
                       ttl: float = DEFAULT_CONTROL_TTL) -> None:
-        self._put([_replies(reply_to)], body, ttl)
+        self._box_put([_replies(reply_to)], body, ttl)
 
     @translated
     def control_collect(self, reply_to: str, count: int, timeout: float) -> list[bytes]:
         deadline = time.monotonic() + timeout
         out: list[bytes] = []
         while len(out) < count:
-            got = self._take(_replies(reply_to), deadline, count - len(out))
+            got = self._box_take(_replies(reply_to), deadline, count - len(out))
             if not got:
                 break
             out.extend(got)
