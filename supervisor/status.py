@@ -4,10 +4,12 @@ The row is a dataclass; rendering goes through `as_dict()`. When the broker is
 known (`-A`, `-b` or QMULTI_BROKER_URL, as for `start`), each row also gets what the
 node's last heartbeat said (active and finished tasks, seconds since), and a
 footer (JSON: a top-level "broker" object) shows queue depths, scheduled, leased
-and dead-letter counts; see `supervisor.brokerinfo`. A broker that is down or
-missing is reported in that footer. Exit status: 0 when every node runs and the
-broker (when one is known) answers, 1 otherwise, so scripts can test it: nodes that
-run but cannot reach their broker do no work.
+and dead-letter counts; see `supervisor.brokerinfo`. Every broker the nodes use is
+read (once each; JSON "brokers" when there are several), and the nodes found there
+that run on other hosts get rows of their own, from their heartbeats, marked remote.
+A broker that is down or missing is reported in that footer. Exit status: 0 when
+every node runs and the brokers (when known) answer, 1 otherwise, so scripts can test
+it: nodes that run but cannot reach their broker do no work.
 """
 
 from __future__ import annotations

@@ -77,7 +77,21 @@ def test_inspect_ping_reaches_all_four_fast(cluster: Cluster) -> None:
     assert json.loads(out.stdout) == {n: {"ok": "pong"} for n in NAMES}
 
 
+@pytest.fixture
+def logs_on_failure(cluster: Cluster) -> Iterator[None]:
+    """The nodes' logs in the report of a failed test (a cluster is torn down after)."""
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if failed:
+            for name, node in cluster.nodes.items():
+                print(f"--- {name}:\n{node.text()[-4000:]}")
+
+
 @pytest.mark.timeout(120)
+@pytest.mark.usefixtures("logs_on_failure")
 def test_inspect_active_lists_a_running_task(cluster: Cluster) -> None:
     r = cluster.app.send_task("tasks.slow", (10, "ten"), queue="b2")
     wait_for(lambda: cluster.app.AsyncResult(r.id).state == "STARTED", 30, "the task started")
