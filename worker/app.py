@@ -133,6 +133,17 @@ class App(Sending, Connections):
             return self._router[1]
 
     @property
+    def control(self) -> Any:
+        """`app.control`: remote control and inspection of the nodes (qmulti.control),
+        made on first use so a producer that never controls imports none of it."""
+        found = self.__dict__.get("_control")
+        if found is None:
+            from qmulti.control import Control
+
+            found = self.__dict__["_control"] = Control(self)
+        return found
+
+    @property
     def result_cache(self) -> ResultCache:
         cache = self._result_cache
         if cache is not None:
