@@ -81,6 +81,17 @@ class RedisCanvas:
         self._link.script("chord_init", (chord_keys(chord_id)[0],),
                           (int(size), body.mid, body.body, eta_arg(body.eta)))
 
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """Many publishes (a chord's header) pipelined: each is its own atomic script."""
+        for i in range(0, len(messages), 1000):
+            commands = []
+            for m in messages[i:i + 1000]:
+                k = self._queue(m.queue)
+                commands.append(self._link.eval_command(
+                    "publish", (k.msgs, k.ready, k.scheduled, k.wake),
+                    (m.mid, m.body, eta_arg(m.eta))))
+            self._link.pipeline(commands)
+
     def get_many(self, task_ids: Sequence[str]) -> list[bytes | None]:
         out: list[bytes | None] = []
         ids = list(task_ids)

@@ -85,6 +85,13 @@ class SqliteCanvas:
                           bytes(body.body)))
 
     @translated
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """Many publishes (a chord's header) in one transaction."""
+        with self._write() as conn:
+            for m in messages:
+                self._insert(conn, m.queue, m.mid, m.body, m.eta)
+
+    @translated
     def get_many(self, task_ids: Sequence[str]) -> list[bytes | None]:
         found: dict[str, bytes] = {}
         ids = list(task_ids)
