@@ -56,6 +56,17 @@ def after(rt: Any, env: protocol.Envelope, state: str, retval: Any, request: Any
     return Continuation(env.id, tuple(out.messages), part)
 
 
+def with_children(extended: Any, request: Any, then: Continuation | None) -> Any:
+    """The stored result's extras plus `children`: what the task sent while it ran and
+    what its finish sends (AsyncResult.children)."""
+    sent = list(getattr(request, "children", None) or ())
+    if then is not None:
+        sent += [i for m in then.messages if (i := protocol.peek_id(m.body))]
+    if not sent:
+        return extended
+    return {**(extended or {}), "children": sent}
+
+
 def replaced(rt: Any, env: protocol.Envelope, sig: Any) -> Continuation:
     """`Task.replace(sig)`: `sig` under this task's id, with its links, chain and chord."""
     app = rt.app

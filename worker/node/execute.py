@@ -249,7 +249,7 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     _emit(rt, "on_success", task, request, retval)
     meta = None if backend is None else protocol.encode_result(
         env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct,
-        extended=_extended(rt, env, delivery))
+        extended=continuations.with_children(_extended(rt, env, delivery), request, then))
     settle(rt, f"Task {env.task}[{env.id}]",
            lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl, then))
     hooks.end()
