@@ -133,3 +133,26 @@ def test_the_same_canvas_eagerly(eager: dict[str, Any]) -> None:
         chord([add.s(1, 1), boom.s()], tsum.s()).delay().get()
     assert eager["replaced"].delay(1).get() == 101
     assert (add.s(1, 1) | add.s(1)).apply().get() == 3
+
+
+def test_freeze_fixes_a_chains_and_a_chords_ids_before_sending(
+        mem: tuple[App, dict[str, Any]]) -> None:
+    app, t = mem
+    add, tsum = t["add"], t["tsum"]
+    c = add.s(1, 1) | add.s(1)
+    frozen = c.freeze()
+    r = c.delay()
+    ch = chord([add.s(1, 1)], tsum.s())
+    body = ch.freeze()
+    r2 = ch.delay()
+    work(app)
+    assert r.id == frozen.id and r.parent.id == frozen.parent.id and r.get(timeout=1) == 3
+    assert r2.id == body.id and r2.get(timeout=1) == 2
+
+
+def test_a_chord_over_chord_max_size_sends_nothing(mem: tuple[App, dict[str, Any]]) -> None:
+    app, t = mem
+    app.conf.chord_max_size = 3
+    with pytest.raises(ValueError, match="over chord_max_size"):
+        chord(t["add"].s(i, i) for i in range(4))(t["tsum"].s())
+    assert work(app) == 0
