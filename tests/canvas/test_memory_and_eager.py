@@ -156,3 +156,13 @@ def test_a_chord_over_chord_max_size_sends_nothing(mem: tuple[App, dict[str, Any
     with pytest.raises(ValueError, match="over chord_max_size"):
         chord(t["add"].s(i, i) for i in range(4))(t["tsum"].s())
     assert work(app) == 0
+
+
+def test_a_revoked_header_task_fails_the_chord(mem: tuple[App, dict[str, Any]]) -> None:
+    app, t = mem
+    r = chord([t["add"].s(1, 1), t["add"].s(2, 2)], t["tsum"].s())()
+    revoked = r.parent.results[1]
+    revoked.revoke()
+    work(app)
+    with pytest.raises(ChordError, match=revoked.id):
+        r.get(timeout=1)

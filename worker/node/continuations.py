@@ -56,6 +56,14 @@ def after(rt: Any, env: protocol.Envelope, state: str, retval: Any, request: Any
     return Continuation(env.id, tuple(out.messages), part)
 
 
+def revoked(env: protocol.Envelope) -> Continuation | None:
+    """A revoked (or expired) chord member still reports, so its chord fails at once."""
+    ref = (env.options or {}).get("chord")
+    if not ref:
+        return None
+    return Continuation(env.id, (), ChordPart(str(ref["id"]), str(ref["queue"]), env.id))
+
+
 def with_children(extended: Any, request: Any, then: Continuation | None) -> Any:
     """The stored result's extras plus `children`: what the task sent while it ran and
     what its finish sends (AsyncResult.children)."""

@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from qmulti.brokers.base import LOST, OK, Continuation, Delivery, Message, marker_ttl
+from qmulti.brokers.base import (
+    FIRES_AT_ONCE,
+    LOST,
+    OK,
+    Continuation,
+    Delivery,
+    Message,
+    marker_ttl,
+)
 from qmulti.brokers.redis.keys import (
     QueueKeys,
     chord_keys,
@@ -64,7 +72,7 @@ class RedisCanvas:
         head = [delivery.mid, delivery.token, state, meta, result_ms,
                 "1" if state in READY_STATES else "0", notify_ms, ttl_ms(marker),
                 part.member if part is not None else "", body_q,
-                "1" if state == "FAILURE" else "0"]
+                "1" if state in FIRES_AT_ONCE else "0"]
         acked = self._link.script("finish", keys, head + argv)
         self._forget_held([delivery.mid])
         return OK if acked else LOST
