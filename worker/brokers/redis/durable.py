@@ -124,6 +124,19 @@ class Publish:
                 f"{durability.timeout_ms} ms (wait_replicas): a failover now could lose it")
 
 
+def confirm_writes(link: RedisLink, durability: Durability, what: str) -> None:
+    """WAIT after pipelined publishes (a chord's header): too few replicas is the same
+    error as for one publish, which the producer may retry (each message is stored once)."""
+    with link.errors():
+        acked = int(link._call(_wait(durability), _read_timeout(link, durability)))
+    if acked < durability.replicas:
+        link.suspect()
+        raise ReplicationError(
+            f"{what} on the redis master ({link.target.where}) but only {acked} of "
+            f"{durability.replicas} replica(s) confirmed them within "
+            f"{durability.timeout_ms} ms (wait_replicas): a failover now could lose them")
+
+
 def _wait(durability: Durability) -> tuple[str, int, int]:
     return ("WAIT", durability.replicas, durability.timeout_ms)
 
