@@ -30,7 +30,7 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti names    NODES
        qmulti expand   TEMPLATE NODES
        qmulti get      NODE NODES [qworker options]
-       qmulti supervise NODES [qworker options]
+       qmulti supervise NODES [--beat] [qworker options]   (--beat: a scheduler too)
        qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
 NODES: a count (3 -> celery1..celery3) or names (w1 w2 w1@example.com).
 Per-node options: -c:1-3 4, -c:w1 8, --logfile:w2=w2.log; `--` passes the rest to
@@ -87,8 +87,10 @@ def cmd_beat(argv: list[str]) -> int:
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
+    from qmulti.supervisor.supervise_beat import take_flag
 
-    return supervise.run(_invocation(argv), os.getcwd())
+    argv, beat = take_flag(argv)
+    return supervise.run(_invocation(argv), os.getcwd(), beat)
 
 
 COMMANDS: dict[str, Command] = {

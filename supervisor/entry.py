@@ -23,7 +23,8 @@ HOLDING = ("supervise", "beat")
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] and args[0] in HOLDING:
-        startsignals.hold()
+        # A scheduler that supervise --beat started stops with it, as its nodes do.
+        startsignals.hold(die_with_parent=args[0] == "beat")
     else:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, startsignals.HELD)
     from qmulti.supervisor.cli import main as cli_main

@@ -121,3 +121,9 @@ def test_units_block_the_stop_signals_until_our_handlers_exist(name: str) -> Non
     match = re.match(r"/usr/bin/env --block-signal=(\S+) /srv/app/\.venv/bin/q", start)
     assert match, start
     assert set(match.group(1).split(",")) == {"TERM", "INT", "HUP", "QUIT"}
+
+
+def test_qmulti_service_can_run_a_scheduler_beside_the_nodes() -> None:
+    start = command(unit("qmulti.service"), "ExecStart")
+    assert "supervise $QMULTI_NODES $QMULTI_BEAT " in start
+    assert env_example()["QMULTI_BEAT"] in ("", "--beat")
