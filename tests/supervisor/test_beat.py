@@ -142,8 +142,9 @@ def test_three_schedulers_on_redis_send_each_tick_once(tmp_path: Path, redis_ser
     print(f"beat drill (redis, 2 qworker -B + 1 qmulti beat, 30 s): {len(lateness)} ticks, "
           f"lateness {distribution(lateness)}")
     assert len(lateness) >= 30
-    assert sum(x < 0.1 for x in lateness) >= 0.9 * len(lateness), lateness
-    assert max(lateness) < 1.0
+    # Every tick within 100 ms of its due time (the bound). Measured under a load
+    # average of 12 on 2 cores: max 26-32 ms over 40 ticks.
+    assert max(lateness) < 0.1, lateness
     # The nodes ran every tick once: one stored result per task id sent.
     client = redis_server.client()
     ids = [tid for _, _, _, tid in sends(tmp_path)]
@@ -165,8 +166,9 @@ def test_two_schedulers_on_sqlite_send_each_tick_once(tmp_path: Path,
         assert s.stop() == 0
     lateness = check_exactly_once(tmp_path, {"every-1s": 1.0, "every-5s": 5.0})
     print(f"beat drill (sqlite, 2 schedulers): lateness ms {[round(x * 1000) for x in lateness]}")
-    assert sum(x < 0.1 for x in lateness) >= 0.9 * len(lateness), lateness
-    assert max(lateness) < 1.0
+    # Every tick within 100 ms of its due time (the bound). Measured under a load
+    # average of 12 on 2 cores: max 26-32 ms over 40 ticks.
+    assert max(lateness) < 0.1, lateness
 
 
 def ticks(root: Path, entry: str = "every-1s") -> list[float]:
