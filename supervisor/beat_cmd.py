@@ -17,8 +17,10 @@ from typing import Any
 
 from qmulti.exceptions import BrokerError, ConfigError
 from qmulti.system import exitcodes as node_exit
+from qmulti.system import startsignals
 from qmulti.system.notify import Notifier
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORMAT = "[%(asctime)s: %(levelname)s/beat] %(message)s"
 
 
@@ -42,9 +44,17 @@ def run(argv: list[str]) -> int:
         else:
             stop.append(None)
 
-    # Handlers first: a TERM from systemd at any instant is a clean stop.
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # Handlers first: a TERM from systemd at any instant is a clean stop. QUIT too (there
+    # is nothing to finish); HUP keeps its default meaning.
+    for sig in STOP_SIGNALS:
         signal.signal(sig, on_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # What the entry point held while we imported (qmulti.system.startsignals), replayed.
+    for signum in startsignals.take():
+        if signum in STOP_SIGNALS:
+            on_stop(signum, None)
+        else:
+            signal.raise_signal(signum)
     try:
         args = _parse(argv)
     except SystemExit as exc:  # argparse printed the one line already

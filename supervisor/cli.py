@@ -30,7 +30,7 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti names    NODES
        qmulti expand   TEMPLATE NODES
        qmulti get      NODE NODES [qworker options]
-       qmulti supervise NODES [qworker options]
+       qmulti supervise NODES [--beat] [qworker options]   (--beat: a scheduler too)
        qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
        qmulti events   [--json] [-A MODULE | -b URL] [--oldest] [--limit N] [--timeout S]
        qmulti inspect  CMD [-d NODES] [-A MODULE|-b URL] [--timeout S] [--json]
@@ -99,8 +99,10 @@ def cmd_events(argv: list[str]) -> int:
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
+    from qmulti.supervisor.supervise_beat import take_flag
 
-    return supervise.run(_invocation(argv), os.getcwd())
+    argv, beat = take_flag(argv)
+    return supervise.run(_invocation(argv), os.getcwd(), beat)
 
 
 def _module_command(module: str) -> Command:

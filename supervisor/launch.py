@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from qmulti.supervisor.nodes import Node
 from qmulti.supervisor.procs import Pinned, pin
 from qmulti.supervisor.report import NodeResult
+from qmulti.system import startsignals
 from qmulti.system.environ import node_environ
 
 LOG_TAIL_LINES = 10
@@ -164,12 +165,18 @@ def launch_and_wait(nodes: list[Node], cwd: str, timeout: float,
             launch.log_offset = file_size(launch.logfile)
             launches.append(launch)
             selector.register(sock, selectors.EVENT_READ, launch)
-            with open(launch.errpath, "wb") as err:
-                launch.proc = subprocess.Popen(
-                    [*node.command(), *node.argv(cwd)],
-                    cwd=cwd, env=node_environ(node.env, path), stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                )
+            # Blocked across the fork/exec (the child inherits the mask) until the node's
+            # entry point has its handlers: a TERM while it imports is a warm stop.
+            old_mask = startsignals.block()
+            try:
+                with open(launch.errpath, "wb") as err:
+                    launch.proc = subprocess.Popen(
+                        [*node.command(), *node.argv(cwd)],
+                        cwd=cwd, env=node_environ(node.env, path), stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                    )
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         deadline = time.monotonic() + timeout
         reported = 0
         while True:

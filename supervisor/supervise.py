@@ -34,6 +34,7 @@ from qmulti.supervisor.cluster import CHILDREN_WAIT, QUIT_GRACE, check_paths, re
 from qmulti.supervisor.grammar import Invocation
 from qmulti.supervisor.nodes import Node
 from qmulti.supervisor.states import ALIVE, WAITING, NodeState, change_state
+from qmulti.supervisor.supervise_beat import beat_item
 from qmulti.supervisor.supervised import (
     FATAL_CODES,
     HANDLED,
@@ -62,7 +63,7 @@ class Supervisor:
     """Owns the nodes, the wake-up pipe and the notify socket for one `supervise` run."""
 
     def __init__(self, nodes: list[Node], cwd: str, stop_timeout: float | None,
-                 notifier: Notifier) -> None:
+                 notifier: Notifier, beat: bool = False) -> None:
         self.cwd = cwd
         self.stop_timeout = stop_timeout
         self.notifier = notifier
@@ -73,6 +74,9 @@ class Supervisor:
         self.nodes = [Supervised(n, node_argv(n, cwd), os.path.join(cwd, n.pidfile),
                                  node_environ([*n.env, *parent], self.notify_path))
                       for n in nodes]
+        if beat:  # one more supervised process, the scheduler (supervise_beat.py)
+            self.nodes.append(beat_item(nodes[0], node_environ([*nodes[0].env, *parent],
+                                                               self.notify_path)))
         self.by_pid: dict[int, Supervised] = {}
         self.stopping = False
         self.cold = False  # QUIT instead of TERM: a cold stop was asked for
@@ -369,12 +373,14 @@ class Supervisor:
         print(f"{PREFIX}: {message}", file=sys.stderr, flush=True)
 
 
-def run(inv: Invocation, cwd: str) -> int:
-    """The `supervise` command: validate as `start` does, then supervise until stopped."""
+def run(inv: Invocation, cwd: str, beat: bool = False) -> int:
+    """The `supervise` command: validate as `start` does, then supervise until stopped
+    (with `beat`, a periodic-task scheduler beside the nodes)."""
     nodes = list(inv.nodes)
     require_app(inv.nodes, "supervise")
     check_paths(nodes, cwd)
     running = already_running(nodes, cwd)  # retrying against a held pidfile loops forever
     for line in running:
         print(f"{PREFIX}: {line}", file=sys.stderr, flush=True)
-    return 1 if running else Supervisor(nodes, cwd, inv.timeout, Notifier.from_env()).run()
+    return 1 if running else Supervisor(nodes, cwd, inv.timeout, Notifier.from_env(),
+                                             beat).run()

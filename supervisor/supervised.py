@@ -54,6 +54,10 @@ class Supervised:
     def name(self) -> str:
         return self.node.name
 
+    def command(self) -> list[str]:
+        """The program words before `argv`: the node's Python running qworker."""
+        return self.node.command()
+
     def spawn(self) -> int:
         """Start a fresh process for the node; raise OSError when it cannot be run.
 
@@ -65,7 +69,7 @@ class Supervised:
         """
         self.last_status, self.stage, self.we_killed = "", "", False
         self.quit_at = self.kill_at = None
-        argv = [*self.node.command(), *self.argv]
+        argv = [*self.command(), *self.argv]
         try:
             pid = os.posix_spawn(
                 argv[0], argv, self.env, setpgroup=0, setsigdef=HANDLED,

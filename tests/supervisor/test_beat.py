@@ -48,7 +48,7 @@ class Scheduler:
                                          start_new_session=True)
 
     def started(self) -> bool:
-        return "entries in zone" in self.log.read_text(errors="replace")
+        return " in zone " in self.log.read_text(errors="replace")  # "N entries in zone Z"
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
@@ -125,16 +125,26 @@ def run_rivals(root: Path, made: list[Scheduler], seconds: float) -> None:
         assert s.stop() == 0
 
 
-@pytest.mark.timeout(90)
+def distribution(lateness: list[float]) -> str:
+    """p50/p90/p99/max in ms, for the drill figures."""
+    ms = sorted(x * 1000 for x in lateness)
+    pick = [ms[min(len(ms) - 1, int(q * len(ms)))] for q in (0.5, 0.9, 0.99)]
+    return "p50 {:.0f} p90 {:.0f} p99 {:.0f} max {:.0f} ms".format(*pick, ms[-1])
+
+
+@pytest.mark.long
+@pytest.mark.timeout(150)
 def test_three_schedulers_on_redis_send_each_tick_once(tmp_path: Path, redis_server,
                                                        schedulers: list[Scheduler]) -> None:
     (tmp_path / "tasks.py").write_text(TASKS.format(url=redis_server.url))
-    run_rivals(tmp_path, schedulers, 12)
+    run_rivals(tmp_path, schedulers, 30)  # the issue's acceptance run: 30 s
     lateness = check_exactly_once(tmp_path, {"every-1s": 1.0, "every-5s": 5.0})
-    print(f"beat drill (redis, 2 qworker -B + 1 qmulti beat, 12 s): {len(lateness)} ticks, "
-          f"max lateness {max(lateness) * 1000:.0f} ms")
-    assert sum(x < 0.1 for x in lateness) >= 0.9 * len(lateness), lateness
-    assert max(lateness) < 1.0
+    print(f"beat drill (redis, 2 qworker -B + 1 qmulti beat, 30 s): {len(lateness)} ticks, "
+          f"lateness {distribution(lateness)}")
+    assert len(lateness) >= 30
+    # Every tick within 100 ms of its due time (the issue's bound). Measured under a load
+    # average of 12 on 2 cores: max 26-32 ms over 40 ticks.
+    assert max(lateness) < 0.1, lateness
     # The nodes ran every tick once: one stored result per task id sent.
     client = redis_server.client()
     ids = [tid for _, _, _, tid in sends(tmp_path)]
@@ -156,8 +166,9 @@ def test_two_schedulers_on_sqlite_send_each_tick_once(tmp_path: Path,
         assert s.stop() == 0
     lateness = check_exactly_once(tmp_path, {"every-1s": 1.0, "every-5s": 5.0})
     print(f"beat drill (sqlite, 2 schedulers): lateness ms {[round(x * 1000) for x in lateness]}")
-    assert sum(x < 0.1 for x in lateness) >= 0.9 * len(lateness), lateness
-    assert max(lateness) < 1.0
+    # Every tick within 100 ms of its due time (the issue's bound). Measured under a load
+    # average of 12 on 2 cores: max 26-32 ms over 40 ticks.
+    assert max(lateness) < 0.1, lateness
 
 
 def ticks(root: Path, entry: str = "every-1s") -> list[float]:

@@ -32,7 +32,8 @@ S = NodeState
 class Supervise:
     """A running `qmulti supervise` and the socket it reports to."""
 
-    def __init__(self, cluster: Cluster, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cluster: Cluster, *args: str, env: dict[str, str] | None = None,
+                 launcher: tuple[str, ...] = ()) -> None:
         self.cluster = cluster
         # Unix socket paths are short (108 bytes): not under pytest's long tmp_path.
         self.sockdir = tempfile.mkdtemp(prefix="qsv-")
@@ -45,7 +46,7 @@ class Supervise:
         full_env = dict(cluster.env(), NOTIFY_SOCKET=path, **(env or {}))
         with open(self.errpath, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "qmulti.supervisor", "supervise", *args],
+                [*launcher, sys.executable, "-m", "qmulti.supervisor", "supervise", *args],
                 cwd=cluster.path, env=full_env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=err)
 
@@ -285,11 +286,12 @@ def test_one_bad_node_is_fatal_while_the_others_serve(
 # -- start-up edges (issue 11, items 4 and 5) ------------------------------------------
 
 
-def _catches_term(pid: int) -> bool:
-    """Whether the process has a TERM handler yet (SigCgt in /proc/PID/status)."""
+def _catches_term(pid: int, field: str = "SigCgt") -> bool:
+    """Whether the process has a TERM handler yet (SigCgt in /proc/PID/status), or, with
+    field="SigBlk", TERM blocked."""
     try:
         with open(f"/proc/{pid}/status") as fh:
-            caught = next(line for line in fh if line.startswith("SigCgt:"))
+            caught = next(line for line in fh if line.startswith(f"{field}:"))
     except (OSError, StopIteration):
         return False
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))

@@ -112,3 +112,18 @@ def test_beat_unit_is_notify_and_not_restarted_on_a_config_error() -> None:
     assert "78" in service["RestartPreventExitStatus"].split()
     start = command(unit("qmulti-beat.service"), "ExecStart")
     assert " beat -A " in start and "redis://" not in start  # the URL lives in the env file
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_units_block_the_stop_signals_until_our_handlers_exist(name: str) -> None:
+    """A stop during interpreter start-up must stay pending, not kill (issue 11)."""
+    start = command(unit(name), "ExecStart")
+    match = re.match(r"/usr/bin/env --block-signal=(\S+) /srv/app/\.venv/bin/q", start)
+    assert match, start
+    assert set(match.group(1).split(",")) == {"TERM", "INT", "HUP", "QUIT"}
+
+
+def test_qmulti_service_can_run_a_scheduler_beside_the_nodes() -> None:
+    start = command(unit("qmulti.service"), "ExecStart")
+    assert "supervise $QMULTI_NODES $QMULTI_BEAT " in start
+    assert env_example()["QMULTI_BEAT"] in ("", "--beat")

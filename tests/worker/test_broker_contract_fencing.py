@@ -104,6 +104,24 @@ def test_heartbeat_counts_how_often_the_node_was_judged_dead(store_factory: Any)
     assert a.heartbeat(A, {}) == 0
 
 
+def test_a_long_dead_nodes_reaps_count_is_forgotten_unless_it_came_back(
+        store_factory: Any) -> None:
+    """Node ids name one process life: the count of one that never returns must not stay
+    for good (one entry per KILLed node), but a node alive again keeps its count."""
+    store = store_factory()
+    store.heartbeat("gone", {})
+    store.heartbeat("back", {})
+    time.sleep(0.01)
+    store.requeue_dead_nodes(expiry=0.001)  # both judged dead
+    assert store.heartbeat("back", {}) == 1  # alive again
+    time.sleep(0.01)
+    store.requeue_dead_nodes(expiry=60, keep_reaps=0.001)  # past the keeping time
+    assert store.heartbeat("back", {}) == 1  # kept: it lives and knows it was reaped
+    assert store.heartbeat("gone", {}) == 0  # forgotten
+    store.unregister("gone")
+    store.unregister("back")
+
+
 def test_a_final_state_is_never_overwritten(store: Any) -> None:
     store.set("t1", "STARTED", b"s", None)
     store.set("t1", "RETRY", b"r", None)

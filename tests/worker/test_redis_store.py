@@ -197,7 +197,8 @@ def test_a_node_judged_dead_keeps_the_leases_it_takes_afterwards(
     old = store.claim([Q], "n#1", "c", 2, 0)
     # Judged dead, and the caller stops before giving anything back (a crash half way).
     store._link.script("reap_nodes", ("{qmulti}:nodes", "{qmulti}:nodeinfo",
-                                      "{qmulti}:reaping", "{qmulti}:reaps"), ("-1",))
+                                      "{qmulti}:reaping", "{qmulti}:reaps",
+                                      "{qmulti}:reaped_at"), ("-1", "3600"))
     # It was only slow: it comes back (and learns it was judged dead) and claims more.
     assert store.heartbeat("n#1", {}) == 1
     new = store.claim([Q], "n#1", "c", 2, 0)

@@ -35,6 +35,11 @@ from qmulti.brokers.events_base import EventStream
 
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_HEARTBEAT_EXPIRY = 10.0
+# How long the count of a dead node's reaps is kept after its last judgement. A node id
+# names one process life, so without an end each KILLed node left its entry for good.
+# A node stalled longer than this that comes back is not told by its heartbeat; its
+# fenced calls still return LOST, so it runs nothing twice.
+KEEP_REAPS = 3600.0
 
 # What a fenced call returns: it acted, or the caller's lease is no longer the current one
 # (requeued after its node expired, maybe leased to another node since) and nothing changed.
@@ -240,9 +245,12 @@ class Broker(EventStream, ControlChannel, ABC):
         """Forget a node that stopped cleanly (after releasing what it held)."""
 
     @abstractmethod
-    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
+                           keep_reaps: float = KEEP_REAPS) -> int:
         """Give back the leases of every node whose last heartbeat is older than `expiry`
-        seconds, and forget those nodes; returns how many messages went back."""
+        seconds, and forget those nodes; returns how many messages went back. The count
+        of a node judged dead more than `keep_reaps` seconds ago that never came back
+        is forgotten too."""
 
     # -- inspection ----------------------------------------------------------------------
     @abstractmethod

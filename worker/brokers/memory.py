@@ -18,6 +18,7 @@ from typing import Any
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     FIRES_AT_ONCE,
+    KEEP_REAPS,
     LOST,
     OK,
     Broker,
@@ -72,6 +73,7 @@ class MemoryStore(MemoryEvents, MemoryControl, Broker, ResultBackend):
         self._reaps: dict[str, int] = {}  # node_id -> times judged dead
         self._continued: set[str] = set()  # keys whose continuations were sent
         self._chords: dict[str, _Chord] = {}
+        self._reaped_at: dict[str, float] = {}  # node_id -> last judged dead at (KEEP_REAPS)
 
     # -- broker ------------------------------------------------------------------------
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
@@ -239,8 +241,10 @@ class MemoryStore(MemoryEvents, MemoryControl, Broker, ResultBackend):
         with self._cond:
             self._nodes.pop(node_id, None)
             self._reaps.pop(node_id, None)
+            self._reaped_at.pop(node_id, None)
 
-    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
+                           keep_reaps: float = KEEP_REAPS) -> int:
         with self._cond:  # one step, so a node heartbeating meanwhile keeps its leases
             cutoff = time.time() - expiry
             dead = [n for n, rec in self._nodes.items() if rec.heartbeat < cutoff]
@@ -249,6 +253,12 @@ class MemoryStore(MemoryEvents, MemoryControl, Broker, ResultBackend):
                 count += self.release(node_id)
                 self._nodes.pop(node_id, None)
                 self._reaps[node_id] = self._reaps.get(node_id, 0) + 1
+                self._reaped_at[node_id] = time.time()
+            for node_id, when in list(self._reaped_at.items()):
+                if when < time.time() - keep_reaps:  # long dead: its count goes too
+                    del self._reaped_at[node_id]
+                    if node_id not in self._nodes:
+                        self._reaps.pop(node_id, None)
             return count
 
     def stats(self) -> BrokerStats:

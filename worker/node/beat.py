@@ -87,6 +87,7 @@ class Beat:
         self.node_id = f"beat:{name}"  # its record beside the nodes', for `qmulti status`
         self._next_beat = 0.0
         self._next: tuple[str, float] | None = None  # (entry, due) of the next tick
+        self._first: dict[str, float] = {}  # first due time of entries the broker never sent
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -154,7 +155,10 @@ class Beat:
     def _next_due(self, entry: Entry, last: float | None, now: float) -> float:
         """The entry's next due time after the last tick the broker stored for it."""
         if last is None:
-            return entry.first_due(now, self.tz)
+            # Fixed when first seen: recomputed from each tick's `now`, a crontab's first
+            # due time would move on with the clock and never come (the loop wakes just
+            # after it, when the next one is already a minute away).
+            return self._first.setdefault(entry.name, entry.first_due(now, self.tz))
         return entry.schedule.next_after(last, self.tz)
 
     def _coalesce(self, entry: Entry, due: float, now: float) -> tuple[float, int]:

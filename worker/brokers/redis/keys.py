@@ -17,6 +17,7 @@ NODEINFO = "{qmulti}:nodeinfo"  # hash node_id -> info JSON
 BEAT = "{qmulti}:beat"  # hash entry name -> due time of the last tick sent
 REAPING = "{qmulti}:reaping"  # zset node_id -> judged dead at (microseconds)
 REAPS = "{qmulti}:reaps"  # hash node_id -> times judged dead (kept until it unregisters)
+REAPED_AT = "{qmulti}:reaped_at"  # zset node_id -> last judged dead at (s): ends its REAPS
 
 
 @dataclass(frozen=True)

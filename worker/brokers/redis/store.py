@@ -26,6 +26,7 @@ from typing import Any
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     DEFAULT_MAX_DELIVERIES,
+    KEEP_REAPS,
     LOST,
     OK,
     REVOKED_MARK,
@@ -49,6 +50,7 @@ from qmulti.brokers.redis.keys import (
     NODEINFO,
     NODES,
     QUEUES,
+    REAPED_AT,
     REAPING,
     REAPS,
     QueueKeys,
@@ -264,13 +266,14 @@ class RedisStore(RedisEvents, RedisControl, RedisCanvas, Broker, ResultBackend):
         return count
 
     def unregister(self, node_id: str) -> None:
-        self._link.script("unregister", (NODES, NODEINFO, REAPS), (node_id,))
+        self._link.script("unregister", (NODES, NODEINFO, REAPS, REAPED_AT), (node_id,))
 
-    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
+                           keep_reaps: float = KEEP_REAPS) -> int:
         if self._link.switched_within(expiry):
             return 0  # a new master: each node gets one expiry to heartbeat to it first
-        reaping = self._link.script("reap_nodes", (NODES, NODEINFO, REAPING, REAPS),
-                                    (repr(expiry),))
+        reaping = self._link.script("reap_nodes", (NODES, NODEINFO, REAPING, REAPS, REAPED_AT),
+                                    (repr(expiry), repr(keep_reaps)))
         if not reaping:
             return 0
         pairs = [(reaping[i].decode(), reaping[i + 1].decode())

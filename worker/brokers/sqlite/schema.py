@@ -19,7 +19,8 @@ from qmulti.exceptions import BrokerConnectionError, BrokerError, ConfigError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION = 3  # 2: messages.token, messages.begun, reaps (fenced leases); 3: canvas
+SCHEMA_VERSION = 4  # 2: messages.token, messages.begun, reaps (fenced leases); 3: canvas;
+# 4: reaped_at
 
 # Message states. One table with a state column (rather than a table per state) means a
 # claim or a nack rewrites a few small columns of one row and never copies the body.
@@ -61,6 +62,10 @@ CREATE TABLE IF NOT EXISTS nodes (
 CREATE TABLE IF NOT EXISTS reaps (
     node_id TEXT PRIMARY KEY,
     count INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reaped_at (
+    node_id TEXT PRIMARY KEY,
+    at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS results (
     task_id TEXT PRIMARY KEY,

@@ -28,6 +28,7 @@ from typing import Any
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     DEFAULT_MAX_DELIVERIES,
+    KEEP_REAPS,
     LOST,
     OK,
     Broker,
@@ -332,9 +333,11 @@ class SqliteStore(SqliteEvents, SqliteControl, SqliteCanvas, SqliteBeat, SqliteI
         with self._write() as conn:
             conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
             conn.execute("DELETE FROM reaps WHERE node_id = ?", (node_id,))
+            conn.execute("DELETE FROM reaped_at WHERE node_id = ?", (node_id,))
 
     @translated
-    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
+                           keep_reaps: float = KEEP_REAPS) -> int:
         with self._write() as conn:
             dead = conn.execute("SELECT node_id FROM nodes WHERE heartbeat < ? ORDER BY node_id",
                                 (time.time() - expiry,)).fetchall()
@@ -342,6 +345,14 @@ class SqliteStore(SqliteEvents, SqliteControl, SqliteCanvas, SqliteBeat, SqliteI
             conn.executemany("DELETE FROM nodes WHERE node_id = ?", dead)
             conn.executemany("INSERT INTO reaps (node_id, count) VALUES (?, 1) ON CONFLICT "
                              "(node_id) DO UPDATE SET count = count + 1", dead)
+            now = time.time()
+            conn.executemany("INSERT OR REPLACE INTO reaped_at (node_id, at) VALUES (?, ?)",
+                             [(node_id, now) for (node_id,) in dead])
+            # Long dead (KEEP_REAPS): the count goes too, unless the node came back.
+            conn.execute("DELETE FROM reaps WHERE node_id IN (SELECT node_id FROM reaped_at "
+                         "WHERE at < ?) AND node_id NOT IN (SELECT node_id FROM nodes)",
+                         (now - keep_reaps,))
+            conn.execute("DELETE FROM reaped_at WHERE at < ?", (now - keep_reaps,))
             return count
 
     def tidy(self) -> None:
