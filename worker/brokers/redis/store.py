@@ -36,6 +36,7 @@ from qmulti.brokers.base import (
     ResultBackend,
 )
 from qmulti.brokers.redis.conn import RedisLink
+from qmulti.brokers.redis.deadletters import RedisDeadLetters
 from qmulti.brokers.redis.keys import (
     BEAT,
     NODEINFO,
@@ -66,7 +67,7 @@ def _eta_arg(eta: float | None) -> str:
     return "" if eta is None else repr(float(eta))
 
 
-class RedisStore(Broker, ResultBackend):
+class RedisStore(RedisDeadLetters, Broker, ResultBackend):
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
 

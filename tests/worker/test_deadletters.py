@@ -1,0 +1,50 @@
+"""Dead-letter retry and discard (the dashboard's actions), on every store: a retry
+republishes once, with its delivery count back at 0; a discard deletes; both are
+no-ops the second time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Q = "dlq-test"
+
+
+def _poison(store: Any, mid: str = "p1", body: bytes = b"poison") -> None:
+    store.publish(Q, mid, body)
+    [delivery] = store.claim([Q], "n1", "c1", 1, 0)
+    store.heartbeat("n1", {"name": "n1"})
+    assert store.dead_letter(delivery, "malformed") == "ok"
+
+
+def test_entries_have_reason_body_and_when(store: Any) -> None:
+    _poison(store)
+    [entry] = store.dead_letter_entries()
+    assert (entry.mid, entry.queue, entry.reason, entry.body) == ("p1", Q, "malformed",
+                                                                   b"poison")
+    assert entry.at is not None and entry.at > 1e9
+
+
+def test_retry_republishes_once(store: Any) -> None:
+    _poison(store)
+    assert store.retry_dead_letter(Q, "p1") is True
+    assert store.retry_dead_letter(Q, "p1") is False  # a double click sends nothing more
+    assert store.stats().dead == 0
+    got = store.claim([Q], "n1", "c1", 10, 0)
+    assert [(d.mid, d.body, d.deliveries) for d in got] == [("p1", b"poison", 0)]
+    assert store.claim([Q], "n1", "c1", 10, 0) == []
+
+
+def test_retry_of_an_unknown_mid_or_queue_does_nothing(store: Any) -> None:
+    _poison(store)
+    assert store.retry_dead_letter(Q, "nope") is False
+    assert store.retry_dead_letter("other", "p1") is False
+    assert store.stats().dead == 1
+
+
+def test_discard(store: Any) -> None:
+    _poison(store)
+    _poison(store, "p2", b"two")
+    assert store.discard_dead_letter(Q, "p1") is True
+    assert store.discard_dead_letter(Q, "p1") is False
+    assert [e.mid for e in store.dead_letter_entries()] == ["p2"]
+    assert store.claim([Q], "n1", "c1", 10, 0) == []
