@@ -3,7 +3,6 @@ each one Lua script on the queue's keys, so a retry moves the message exactly on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from qmulti.brokers.deadletters import DeadLetterEntry
@@ -17,22 +16,12 @@ class RedisDeadLetters:
     _queues: Any
 
     def dead_letter_entries(self, limit: int = 100) -> list[DeadLetterEntry]:
-        queues = self._queues()
-        if not queues or limit <= 0:
-            return []
-        listed = self._link.pipeline(
-            [("ZRANGE", QueueKeys.of(q).dead, 0, limit - 1, "WITHSCORES") for q in queues])
-        found = sorted((float(mids[i + 1]), q, mids[i].decode())
-                       for q, mids in zip(queues, listed, strict=True)
-                       for i in range(0, len(mids), 2))[:limit]
-        commands: list[Sequence[Any]] = []
-        for _, queue, mid in found:
-            k = QueueKeys.of(queue)
-            commands += [("HGET", k.dead_reason, mid), ("HGET", k.dead_body, mid)]
-        details = self._link.pipeline(commands) if commands else []
-        return [DeadLetterEntry(mid, queue, (details[2 * i] or b"").decode(),
-                                details[2 * i + 1] or b"", at / 1e6)
-                for i, (at, queue, mid) in enumerate(found)]
+        found = self.dead_letters(limit)  # type: ignore[attr-defined]
+        stamps = self._link.pipeline(
+            [("ZSCORE", QueueKeys.of(d.queue).dead, d.mid) for d in found]) if found else []
+        return [DeadLetterEntry(d.mid, d.queue, d.reason, d.body,
+                                None if at is None else float(at) / 1e6)
+                for d, at in zip(found, stamps, strict=True)]
 
     def retry_dead_letter(self, queue: str, mid: str) -> bool:
         k = self._queue(queue)
