@@ -26,7 +26,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
-from qmulti.brokers.deadletters import MemoryDeadLetters
+from qmulti.brokers.browse import MemoryBrowse
 from qmulti.states import READY_STATES, REVOKED
 
 
@@ -41,7 +41,7 @@ class _Message:
     begun: bool = False  # this lease's delivery is counted
 
 
-class MemoryStore(MemoryDeadLetters, Broker, ResultBackend):
+class MemoryStore(MemoryBrowse, Broker, ResultBackend):
     """Both interfaces over plain dicts, guarded by one condition variable."""
 
     def __init__(self, url: str = "memory://", max_deliveries: int | None = None) -> None:

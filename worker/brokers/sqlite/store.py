@@ -37,7 +37,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
-from qmulti.brokers.sqlite.deadletters import SqliteDeadLetters
+from qmulti.brokers.sqlite.browse import SqliteBrowse
 from qmulti.brokers.sqlite.results import POLL_FIRST, SqliteResults
 from qmulti.brokers.sqlite.schema import (
     LEASED,
@@ -59,7 +59,7 @@ _TAIL_SEQ = (f"IFNULL((SELECT MAX(m.seq) FROM messages m WHERE m.queue = ? "
              f"AND m.state = {READY}), 0) + 1")
 
 
-class SqliteStore(SqliteDeadLetters, Broker, SqliteResults):
+class SqliteStore(SqliteBrowse, Broker, SqliteResults):
     """Broker and result backend over one SQLite file. Safe to share between threads (one
     lock per instance) and across fork (a child makes its own connection on first use)."""
 

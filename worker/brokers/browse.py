@@ -1,7 +1,11 @@
-"""Acting on dead letters (the dashboard's retry and discard), as one interface.
+"""What the dashboard reads and does beyond `Broker`: browse, one interface per store.
 
-Each store mixes in its own implementation (`redis/deadletters.py`,
-`sqlite/deadletters.py`, `MemoryDeadLetters` below). A retry republishes a message at
+- dead letters with when they died, and two actions on them: retry and discard;
+- scheduled (eta/countdown) messages with their eta;
+- stored results, a page at a time (the task list, until nodes emit events).
+
+Each store mixes in its own implementation (`redis/browse.py`, `sqlite/browse.py`,
+`MemoryBrowse` below); all are read-only except the two actions. A retry republishes a message at
 the tail of its queue with its delivery count back at 0, and removes it from the
 dead-letter queue in the same atomic step: a second retry of the same mid (a double
 click, two dashboards) finds nothing and publishes nothing, so a retry sends once.
@@ -26,7 +30,22 @@ class DeadLetterEntry:
     at: float | None
 
 
-class MemoryDeadLetters:
+@dataclass(frozen=True)
+class ScheduledEntry:
+    """A message waiting in the broker for its eta."""
+
+    mid: str
+    queue: str
+    eta: float
+    body: bytes
+
+
+# A page of stored results: the cursor to pass next (0 or "" once the pass is complete:
+# the next call starts again) and (task id, document) pairs.
+ResultPage = tuple[str, list[tuple[str, bytes]]]
+
+
+class MemoryBrowse:
     """For `MemoryStore`: its dicts under its condition variable."""
 
     _cond: Any
@@ -34,6 +53,8 @@ class MemoryDeadLetters:
     _messages: dict[str, Any]
     _ready: dict[str, deque[str]]
     _dead_at: dict[str, float]
+    _scheduled: set[str]
+    _results: dict[str, tuple[str, bytes, float | None]]
 
     def dead_letter_entries(self, limit: int = 100) -> list[DeadLetterEntry]:
         with self._cond:
@@ -63,3 +84,16 @@ class MemoryDeadLetters:
                 return False
             del self._dead[mid]
             return True
+
+    def scheduled_entries(self, limit: int = 100) -> list[ScheduledEntry]:
+        with self._cond:
+            waiting = sorted((self._messages[m].eta, m) for m in self._scheduled
+                              if m in self._messages)[:limit]
+            return [ScheduledEntry(m, self._messages[m].queue, eta, self._messages[m].body)
+                    for eta, m in waiting]
+
+    def result_page(self, cursor: str = "", count: int = 500) -> ResultPage:
+        with self._cond:
+            ids = sorted(t for t in self._results if t > cursor)[:count]
+            page = [(t, self._results[t][1]) for t in ids]
+        return (ids[-1] if len(ids) == count else "", page)

@@ -1,5 +1,5 @@
-"""Dead-letter retry and discard for `SqliteStore` (see qmulti.brokers.deadletters):
-each one BEGIN IMMEDIATE transaction, so a retry moves the message exactly once."""
+"""The dashboard's browsing for `SqliteStore` (see qmulti.brokers.browse). Retry and
+discard are each one BEGIN IMMEDIATE transaction, so a retry moves a message once."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from qmulti.brokers.deadletters import DeadLetterEntry
-from qmulti.brokers.sqlite.schema import READY, translated
+from qmulti.brokers.browse import DeadLetterEntry, ResultPage, ScheduledEntry
+from qmulti.brokers.sqlite.schema import READY, SCHEDULED, translated
 
 # The tail of a queue, as the store's publish computes it.
 _TAIL = "IFNULL((SELECT MAX(m.seq) FROM messages m WHERE m.queue = ? AND m.state = ?), 0) + 1"
 
 
-class SqliteDeadLetters:
+class SqliteBrowse:
     # SqliteStore's: one BEGIN IMMEDIATE transaction, and a plain read
     _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _read: Callable[..., list[Any]]
@@ -46,3 +46,16 @@ class SqliteDeadLetters:
         with self._write() as conn:
             return bool(conn.execute("DELETE FROM dead WHERE queue = ? AND mid = ?",
                                      (queue, mid)).rowcount)
+
+    @translated
+    def scheduled_entries(self, limit: int = 100) -> list[ScheduledEntry]:
+        rows = self._read(f"SELECT mid, queue, eta, body FROM messages WHERE state = "
+                          f"{SCHEDULED} ORDER BY eta LIMIT ?", (limit,))
+        return [ScheduledEntry(mid, queue, eta, bytes(body)) for mid, queue, eta, body in rows]
+
+    @translated
+    def result_page(self, cursor: str = "", count: int = 500) -> ResultPage:
+        rows = self._read("SELECT task_id, blob FROM results WHERE task_id > ? "
+                          "ORDER BY task_id LIMIT ?", (cursor, count))
+        page = [(task_id, bytes(blob)) for task_id, blob in rows]
+        return (page[-1][0] if len(page) == count else "", page)

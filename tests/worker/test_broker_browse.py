@@ -1,4 +1,4 @@
-"""Dead-letter retry and discard (the dashboard's actions), on every store: a retry
+"""The dashboard's browsing, on every store. Dead-letter retry and discard: a retry
 republishes once, with its delivery count back at 0; a discard deletes; both are
 no-ops the second time."""
 
@@ -48,3 +48,30 @@ def test_discard(store: Any) -> None:
     assert store.discard_dead_letter(Q, "p1") is False
     assert [e.mid for e in store.dead_letter_entries()] == ["p2"]
     assert store.claim([Q], "n1", "c1", 10, 0) == []
+
+
+def test_scheduled_entries_in_eta_order(store: Any) -> None:
+    import time
+
+    now = time.time()
+    store.publish(Q, "late", b"l", eta=now + 600)
+    store.publish(Q, "soon", b"s", eta=now + 300)
+    store.publish(Q, "ready", b"r")
+    got = store.scheduled_entries()
+    assert [(e.mid, e.queue, e.body) for e in got] == [("soon", Q, b"s"), ("late", Q, b"l")]
+    assert abs(got[0].eta - (now + 300)) < 1
+
+
+def test_result_pages_cover_every_result_once(store: Any) -> None:
+    ids = {f"t{i:03d}" for i in range(57)}
+    for task_id in ids:
+        store.set(task_id, "SUCCESS", f'{{"task_id": "{task_id}"}}'.encode(), None)
+    seen: dict[str, bytes] = {}
+    cursor = ""
+    for _ in range(100):
+        cursor, page = store.result_page(cursor, 10)
+        seen.update(page)
+        if not cursor:
+            break
+    assert set(seen) == ids
+    assert seen["t007"] == b'{"task_id": "t007"}'

@@ -1,0 +1,66 @@
+"""The dashboard's browsing for `RedisStore` (see qmulti.brokers.browse). Retry and
+discard are each one Lua script on the queue's keys, so a retry moves a message once;
+the reads are pipelines, and results are paged with SCAN so that no call blocks the
+server for long however many results are stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qmulti.brokers.browse import DeadLetterEntry, ResultPage, ScheduledEntry
+from qmulti.brokers.redis.keys import QueueKeys, result_key
+
+
+class RedisBrowse:
+    # RedisStore's: its connection, and its queue registry
+    _link: Any
+    _queue: Any
+    _queues: Any
+
+    def dead_letter_entries(self, limit: int = 100) -> list[DeadLetterEntry]:
+        found = self.dead_letters(limit)  # type: ignore[attr-defined]
+        stamps = self._link.pipeline(
+            [("ZSCORE", QueueKeys.of(d.queue).dead, d.mid) for d in found]) if found else []
+        return [DeadLetterEntry(d.mid, d.queue, d.reason, d.body,
+                                None if at is None else float(at) / 1e6)
+                for d, at in zip(found, stamps, strict=True)]
+
+    def retry_dead_letter(self, queue: str, mid: str) -> bool:
+        k = self._queue(queue)
+        return bool(self._link.script(
+            "dead_retry", (k.dead, k.dead_reason, k.dead_body, k.msgs, k.deliveries, k.ready,
+                           k.wake), (mid,)))
+
+    def discard_dead_letter(self, queue: str, mid: str) -> bool:
+        k = QueueKeys.of(queue)
+        return bool(self._link.script("dead_discard", (k.dead, k.dead_reason, k.dead_body),
+                                      (mid,)))
+
+    def scheduled_entries(self, limit: int = 100) -> list[ScheduledEntry]:
+        queues = self._queues()
+        if not queues or limit <= 0:
+            return []
+        listed = self._link.pipeline(
+            [("ZRANGE", QueueKeys.of(q).scheduled, 0, limit - 1, "WITHSCORES") for q in queues])
+        found = sorted((float(mids[i + 1]), q, mids[i].decode())
+                       for q, mids in zip(queues, listed, strict=True)
+                       for i in range(0, len(mids), 2))[:limit]
+        bodies = self._link.pipeline(
+            [("HGET", QueueKeys.of(q).msgs, mid) for _, q, mid in found]) if found else []
+        return [ScheduledEntry(mid, q, eta, body or b"")
+                for (eta, q, mid), body in zip(found, bodies, strict=True)]
+
+    def result_page(self, cursor: str = "", count: int = 500) -> ResultPage:
+        pattern = result_key("*")
+        prefix, suffix = pattern.split("*")
+        nxt, keys = self._link.call("SCAN", cursor or "0", "MATCH", pattern, "COUNT", count)
+        keys = [k.decode() for k in keys]
+        values = self._link.call("MGET", *keys) if keys else []
+        page = []
+        for key, value in zip(keys, values, strict=True):
+            if value is None:
+                continue  # expired between SCAN and MGET
+            _state, _, doc = bytes(value).partition(b"\n")
+            page.append((key[len(prefix):len(key) - len(suffix)], doc))
+        nxt = nxt.decode() if isinstance(nxt, bytes) else str(nxt)
+        return ("" if nxt == "0" else nxt, page)
