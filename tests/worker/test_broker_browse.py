@@ -75,3 +75,20 @@ def test_result_pages_cover_every_result_once(store: Any) -> None:
             break
     assert set(seen) == ids
     assert seen["t007"] == b'{"task_id": "t007"}'
+
+
+def test_queue_details(store: Any) -> None:
+    import time
+
+    store.publish(Q, "a", b"a")
+    store.publish(Q, "b", b"b")
+    store.publish(Q, "c", b"c")
+    store.publish(Q, "later", b"x", eta=time.time() + 600)
+    store.publish("other", "o", b"o")
+    store.heartbeat("n1", {"name": "n1"})
+    [held] = store.claim([Q], "n1", "c1", 1, 0)
+    assert held.mid == "a"
+    details = store.queue_details()
+    mine = details[Q]
+    assert (mine.ready, mine.scheduled, mine.leased, mine.dead, mine.head) == (2, 1, 1, 0, "b")
+    assert details["other"].ready == 1 and details["other"].head == "o"

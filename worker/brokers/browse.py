@@ -1,5 +1,6 @@
 """What the dashboard reads and does beyond `Broker`: browse, one interface per store.
 
+- per-queue counts (ready, scheduled, leased, dead) and the head of each queue;
 - dead letters with when they died, and two actions on them: retry and discard;
 - scheduled (eta/countdown) messages with their eta;
 - stored results, a page at a time (the task list, until nodes emit events).
@@ -38,6 +39,17 @@ class ScheduledEntry:
     queue: str
     eta: float
     body: bytes
+
+
+@dataclass(frozen=True)
+class QueueDetail:
+    """One queue's counts, and the mid at its head (the oldest ready message)."""
+
+    ready: int
+    scheduled: int
+    leased: int
+    dead: int
+    head: str | None
 
 
 # A page of stored results: the cursor to pass next (0 or "" once the pass is complete:
@@ -97,3 +109,19 @@ class MemoryBrowse:
             ids = sorted(t for t in self._results if t > cursor)[:count]
             page = [(t, self._results[t][1]) for t in ids]
         return (ids[-1] if len(ids) == count else "", page)
+
+    def queue_details(self) -> dict[str, QueueDetail]:
+        with self._cond:
+            names = set(self._ready) | {m.queue for m in self._messages.values()} | {
+                d.queue for d in self._dead.values()}
+            out = {}
+            for q in sorted(names):
+                ready = self._ready.get(q) or deque()
+                mine = [m for m in self._messages.values() if m.queue == q]
+                out[q] = QueueDetail(
+                    len(ready), sum(1 for mid in self._scheduled
+                                    if self._messages[mid].queue == q),
+                    sum(1 for m in mine if m.lease is not None),
+                    sum(1 for d in self._dead.values() if d.queue == q),
+                    ready[0] if ready else None)
+            return out

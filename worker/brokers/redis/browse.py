@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qmulti.brokers.browse import DeadLetterEntry, ResultPage, ScheduledEntry
+from qmulti.brokers.browse import DeadLetterEntry, QueueDetail, ResultPage, ScheduledEntry
 from qmulti.brokers.redis.keys import QueueKeys, result_key
 
 
@@ -64,3 +64,18 @@ class RedisBrowse:
             page.append((key[len(prefix):len(key) - len(suffix)], doc))
         nxt = nxt.decode() if isinstance(nxt, bytes) else str(nxt)
         return ("" if nxt == "0" else nxt, page)
+
+    def queue_details(self) -> dict[str, QueueDetail]:
+        queues = self._queues()
+        commands = []
+        for q in queues:
+            k = QueueKeys.of(q)
+            commands += [("LLEN", k.ready), ("ZCARD", k.scheduled), ("HLEN", k.leased),
+                         ("ZCARD", k.dead), ("LINDEX", k.ready, 0)]
+        replies = self._link.pipeline(commands) if commands else []
+        out = {}
+        for i, q in enumerate(queues):
+            ready, sched, held, dead, head = replies[5 * i: 5 * i + 5]
+            out[q] = QueueDetail(int(ready), int(sched), int(held), int(dead),
+                                 head.decode() if head else None)
+        return out

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from qmulti.brokers.browse import DeadLetterEntry, ResultPage, ScheduledEntry
-from qmulti.brokers.sqlite.schema import READY, SCHEDULED, translated
+from qmulti.brokers.browse import DeadLetterEntry, QueueDetail, ResultPage, ScheduledEntry
+from qmulti.brokers.sqlite.schema import LEASED, READY, SCHEDULED, translated
 
 # The tail of a queue, as the store's publish computes it.
 _TAIL = "IFNULL((SELECT MAX(m.seq) FROM messages m WHERE m.queue = ? AND m.state = ?), 0) + 1"
@@ -59,3 +59,20 @@ class SqliteBrowse:
                           "ORDER BY task_id LIMIT ?", (cursor, count))
         page = [(task_id, bytes(blob)) for task_id, blob in rows]
         return (page[-1][0] if len(page) == count else "", page)
+
+    @translated
+    def queue_details(self) -> dict[str, QueueDetail]:
+        counts: dict[str, list[Any]] = {}
+        for queue, state, n in self._read(
+                "SELECT queue, state, COUNT(*) FROM messages GROUP BY queue, state"):
+            row = counts.setdefault(queue, [0, 0, 0, 0, None])
+            slot = {READY: 0, SCHEDULED: 1, LEASED: 2}.get(state)
+            if slot is not None:
+                row[slot] += n
+        for queue, n in self._read("SELECT queue, COUNT(*) FROM dead GROUP BY queue"):
+            counts.setdefault(queue, [0, 0, 0, 0, None])[3] = n
+        for queue, mid in self._read(
+                f"SELECT queue, mid FROM messages m WHERE state = {READY} AND seq = "
+                f"(SELECT MIN(seq) FROM messages WHERE queue = m.queue AND state = {READY})"):
+            counts.setdefault(queue, [0, 0, 0, 0, None])[4] = mid
+        return {q: QueueDetail(*row) for q, row in sorted(counts.items())}
