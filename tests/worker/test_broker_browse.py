@@ -92,3 +92,16 @@ def test_queue_details(store: Any) -> None:
     mine = details[Q]
     assert (mine.ready, mine.scheduled, mine.leased, mine.dead, mine.head) == (2, 1, 1, 0, "b")
     assert details["other"].ready == 1 and details["other"].head == "o"
+
+
+def test_result_page_skips_what_the_caller_knows(store: Any) -> None:
+    for task_id in ("a", "b", "c"):
+        store.set(task_id, "SUCCESS", b"{}", None)
+    seen: set[str] = set()
+    cursor = ""
+    for _ in range(100):
+        cursor, page = store.result_page(cursor, 100, skip={"b"})
+        seen.update(t for t, _ in page)
+        if not cursor:
+            break
+    assert seen == {"a", "c"}

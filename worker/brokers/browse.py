@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,10 +105,12 @@ class MemoryBrowse:
             return [ScheduledEntry(m, self._messages[m].queue, eta, self._messages[m].body)
                     for eta, m in waiting]
 
-    def result_page(self, cursor: str = "", count: int = 500) -> ResultPage:
+    def result_page(self, cursor: str = "", count: int = 500,
+                    skip: Container[str] = ()) -> ResultPage:
+        """`skip`: ids the caller has seen final (their documents no longer change)."""
         with self._cond:
             ids = sorted(t for t in self._results if t > cursor)[:count]
-            page = [(t, self._results[t][1]) for t in ids]
+            page = [(t, self._results[t][1]) for t in ids if t not in skip]
         return (ids[-1] if len(ids) == count else "", page)
 
     def queue_details(self) -> dict[str, QueueDetail]:

@@ -5,6 +5,7 @@ server for long however many results are stored."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from qmulti.brokers.browse import DeadLetterEntry, QueueDetail, ResultPage, ScheduledEntry
@@ -50,18 +51,20 @@ class RedisBrowse:
         return [ScheduledEntry(mid, q, eta, body or b"")
                 for (eta, q, mid), body in zip(found, bodies, strict=True)]
 
-    def result_page(self, cursor: str = "", count: int = 500) -> ResultPage:
+    def result_page(self, cursor: str = "", count: int = 500,
+                    skip: Container[str] = ()) -> ResultPage:
         pattern = result_key("*")
         prefix, suffix = pattern.split("*")
         nxt, keys = self._link.call("SCAN", cursor or "0", "MATCH", pattern, "COUNT", count)
-        keys = [k.decode() for k in keys]
-        values = self._link.call("MGET", *keys) if keys else []
+        ids = [k.decode()[len(prefix):len(k) - len(suffix)] for k in keys]
+        ids = [t for t in ids if t not in skip]  # final already: not worth reading again
+        values = self._link.call("MGET", *(result_key(t) for t in ids)) if ids else []
         page = []
-        for key, value in zip(keys, values, strict=True):
+        for task_id, value in zip(ids, values, strict=True):
             if value is None:
                 continue  # expired between SCAN and MGET
             _state, _, doc = bytes(value).partition(b"\n")
-            page.append((key[len(prefix):len(key) - len(suffix)], doc))
+            page.append((task_id, doc))
         nxt = nxt.decode() if isinstance(nxt, bytes) else str(nxt)
         return ("" if nxt == "0" else nxt, page)
 

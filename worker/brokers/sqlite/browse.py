@@ -4,7 +4,7 @@ discard are each one BEGIN IMMEDIATE transaction, so a retry moves a message onc
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -54,11 +54,12 @@ class SqliteBrowse:
         return [ScheduledEntry(mid, queue, eta, bytes(body)) for mid, queue, eta, body in rows]
 
     @translated
-    def result_page(self, cursor: str = "", count: int = 500) -> ResultPage:
+    def result_page(self, cursor: str = "", count: int = 500,
+                    skip: Container[str] = ()) -> ResultPage:
         rows = self._read("SELECT task_id, blob FROM results WHERE task_id > ? "
                           "ORDER BY task_id LIMIT ?", (cursor, count))
-        page = [(task_id, bytes(blob)) for task_id, blob in rows]
-        return (page[-1][0] if len(page) == count else "", page)
+        page = [(task_id, bytes(blob)) for task_id, blob in rows if task_id not in skip]
+        return (rows[-1][0] if len(rows) == count else "", page)
 
     @translated
     def queue_details(self) -> dict[str, QueueDetail]:
