@@ -32,6 +32,7 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti get      NODE NODES [qworker options]
        qmulti supervise NODES [qworker options]
        qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
+       qmulti dashboard -A MODULE [--port 5555] [--address 127.0.0.1] [--auth USER:PASS]
 NODES: a count (3 -> celery1..celery3) or names (w1 w2 w1@example.com).
 Per-node options: -c:1-3 4, -c:w1 8, --logfile:w2=w2.log; `--` passes the rest to
 every node; %h %n %d in options, %i %I in paths (expanded per pool child).
@@ -84,6 +85,12 @@ def cmd_beat(argv: list[str]) -> int:
     return beat_cmd.run(argv)
 
 
+def cmd_dashboard(argv: list[str]) -> int:
+    from qmulti.supervisor.dashboard import command
+
+    return command.run(argv)
+
+
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
@@ -104,6 +111,7 @@ COMMANDS: dict[str, Command] = {
     "get": _lines(show.get),
     "supervise": cmd_supervise,
     "beat": cmd_beat,
+    "dashboard": cmd_dashboard,
 }
 
 
