@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -52,14 +53,15 @@ class Dashboard:
         self.collector = Collector(app, interval, event_reader(app))
         self.guard = Guard(auth, address)
         web = create_app(self.collector, Actions(app, self.collector), self.guard)
+        # Bound here, not by Werkzeug: its server prints and exits on a busy port.
+        sock = _listen(address, port)
         try:
-            self.server = make_server(address, port, web, threaded=True)
-        except OSError as exc:
-            raise QmultiError(f"cannot listen on {address}:{port}: "
-                              f"{exc.strerror or exc}") from None
+            self.server = make_server(address, port, web, threaded=True, fd=sock.fileno())
+        finally:
+            sock.close()  # the server holds its own duplicate
         self.server.daemon_threads = True
         self.address = address
-        self.port = int(self.server.server_port)
+        self.port = int(self.server.port)
         self._thread = threading.Thread(target=self.server.serve_forever, name="dashboard-http",
                                         daemon=True)
 
@@ -78,6 +80,23 @@ class Dashboard:
         self.collector.stop()
         self.server.shutdown()
         self.server.server_close()
+
+
+def _listen(address: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+        family = infos[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise QmultiError(f"cannot listen on {address}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(infos[0][4])
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise QmultiError(f"cannot listen on {address}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
