@@ -30,7 +30,8 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti names    NODES
        qmulti expand   TEMPLATE NODES
        qmulti get      NODE NODES [qworker options]
-       qmulti supervise NODES [qworker options]
+       qmulti supervise NODES [qworker options] [--dashboard [--dashboard-port N]
+                        [--dashboard-address A] [--dashboard-auth USER:PASS]]
        qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
        qmulti dashboard -A MODULE [--port 5555] [--address 127.0.0.1] [--auth USER:PASS]
 NODES: a count (3 -> celery1..celery3) or names (w1 w2 w1@example.com).
@@ -94,8 +95,16 @@ def cmd_dashboard(argv: list[str]) -> int:
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
+    from qmulti.supervisor.dashboard import embedded
 
-    return supervise.run(_invocation(argv), os.getcwd())
+    argv, wanted = embedded.take_options(argv)
+    invocation = _invocation(argv)
+    dashboard = None if wanted is None else embedded.start(invocation, os.getcwd(), wanted)
+    try:
+        return supervise.run(invocation, os.getcwd())
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
 
 
 COMMANDS: dict[str, Command] = {
