@@ -21,6 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
+from qmulti.supervisor.dashboard.events import EventSource
 from qmulti.supervisor.dashboard.nodes import node_rows, out_rates
 from qmulti.supervisor.dashboard.schedule import periodic_rows, scheduled_rows
 from qmulti.supervisor.dashboard.tasks import TaskTable
@@ -34,10 +35,10 @@ PAGE_MIN, PAGE_MAX = 500, 10_000
 
 
 class Collector:
-    def __init__(self, app: Any, interval: float = 1.0, events: Any = None) -> None:
+    def __init__(self, app: Any, interval: float = 1.0) -> None:
         self.app = app
         self.interval = interval
-        self.events = events  # a task-event reader (qmulti's -E stream), when there is one
+        self.events = EventSource()  # the -E stream, when the store keeps one
         self.tasks = TaskTable()
         self.history: deque[dict[str, Any]] = deque(maxlen=int(HISTORY_SECONDS / interval))
         self.hostname = socket.gethostname()
@@ -120,7 +121,8 @@ class Collector:
             stats = broker.stats()
             details = broker.queue_details()
             self._read_results(broker)
-            self._read_events()
+            for event in self.events.read(broker):
+                self.tasks.observe_event(event)
             self._read_slow(broker, stats, now)
         except Exception as exc:  # any store failure: shown, retried next tick
             error = mask_url(str(exc)) or type(exc).__name__
@@ -156,12 +158,6 @@ class Collector:
                 continue
             if isinstance(doc, dict):
                 self.tasks.observe_result(task_id, doc)
-
-    def _read_events(self) -> None:
-        if self.events is None:
-            return
-        for event in self.events.read():
-            self.tasks.observe_event(event)
 
     def _read_slow(self, broker: Any, stats: Any, now: float) -> None:
         slow = self._ticks % SLOW_EVERY == 0

@@ -46,11 +46,10 @@ class Dashboard:
 
         from qmulti.supervisor.dashboard.actions import Actions
         from qmulti.supervisor.dashboard.collector import Collector
-        from qmulti.supervisor.dashboard.events import event_reader
         from qmulti.supervisor.dashboard.security import Guard
         from qmulti.supervisor.dashboard.web import create_app
 
-        self.collector = Collector(app, interval, event_reader(app))
+        self.collector = Collector(app, interval)
         self.guard = Guard(auth, address)
         web = create_app(self.collector, Actions(app, self.collector), self.guard)
         # Bound here, not by Werkzeug: its server prints and exits on a busy port.
