@@ -71,6 +71,7 @@ class TaskTable:
         self._lock = threading.Lock()
         self._rows: OrderedDict[str, TaskRow] = OrderedDict()
         self.counts: Counter[tuple[str, str]] = Counter()  # (name, final state) -> tasks
+        self.by_node: Counter[tuple[str, str]] = Counter()  # (node name, final state)
         self.histograms: dict[str, RuntimeHistogram] = {}
         self._recent: deque[tuple[float, float]] = deque()  # (when, runtime)
         self.final_ids: set[str] = set()
@@ -153,6 +154,8 @@ class TaskTable:
         self.final_ids.add(row.id)
         name = row.name or "unknown"
         self.counts[(name, state)] += 1
+        if row.node:
+            self.by_node[(row.node, state)] += 1
         if runtime is not None and state == "SUCCESS":
             row.runtime = runtime
             self.histograms.setdefault(name, RuntimeHistogram()).observe(runtime)
@@ -168,6 +171,10 @@ class TaskTable:
                 if row.state not in FINAL:
                     out[row.state] += 1
             return out
+
+    def node_failures(self) -> dict[str, int]:
+        with self._lock:
+            return {n: c for (n, s), c in self.by_node.items() if s == "FAILURE"}
 
     def runtime_percentiles(self, now: float | None = None) -> tuple[float | None, float | None]:
         now = time.time() if now is None else now

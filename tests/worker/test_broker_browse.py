@@ -105,3 +105,11 @@ def test_result_page_skips_what_the_caller_knows(store: Any) -> None:
         if not cursor:
             break
     assert seen == {"a", "c"}
+
+
+def test_node_records_match_stats(store: Any) -> None:
+    store.heartbeat("n1#1", {"name": "n1", "active": 2})
+    store.heartbeat("n2#1", {"name": "n2"})
+    got = sorted((r.node_id, dict(r.info)) for r in store.node_records())
+    assert got == sorted((r.node_id, dict(r.info)) for r in store.stats().nodes)
+    assert got[0] == ("n1#1", {"name": "n1", "active": 2})

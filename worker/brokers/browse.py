@@ -1,6 +1,7 @@
 """What the dashboard reads and does beyond `Broker`: browse, one interface per store.
 
-- per-queue counts (ready, scheduled, leased, dead) and the head of each queue;
+- per-queue counts (ready, scheduled, leased, dead) and the head of each queue, and
+  the node records alone (what `stats()` gives, without its per-queue reads);
 - dead letters with when they died, and two actions on them: retry and discard;
 - scheduled (eta/countdown) messages with their eta;
 - stored results, a page at a time (the task list, until nodes emit events).
@@ -67,6 +68,7 @@ class MemoryBrowse:
     _ready: dict[str, deque[str]]
     _dead_at: dict[str, float]
     _scheduled: set[str]
+    _nodes: dict[str, Any]
     _results: dict[str, tuple[str, bytes, float | None]]
 
     def dead_letter_entries(self, limit: int = 100) -> list[DeadLetterEntry]:
@@ -128,3 +130,7 @@ class MemoryBrowse:
                     sum(1 for d in self._dead.values() if d.queue == q),
                     ready[0] if ready else None)
             return out
+
+    def node_records(self) -> list[Any]:
+        with self._cond:
+            return list(self._nodes.values())

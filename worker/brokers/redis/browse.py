@@ -5,11 +5,13 @@ server for long however many results are stored."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Container
 from typing import Any
 
+from qmulti.brokers.base import NodeRecord
 from qmulti.brokers.browse import DeadLetterEntry, QueueDetail, ResultPage, ScheduledEntry
-from qmulti.brokers.redis.keys import QueueKeys, result_key
+from qmulti.brokers.redis.keys import NODEINFO, NODES, QueueKeys, result_key
 
 
 class RedisBrowse:
@@ -82,3 +84,11 @@ class RedisBrowse:
             out[q] = QueueDetail(int(ready), int(sched), int(held), int(dead),
                                  head.decode() if head else None)
         return out
+
+    def node_records(self) -> list[NodeRecord]:
+        beats, flat = self._link.pipeline([("ZRANGE", NODES, 0, -1, "WITHSCORES"),
+                                           ("HGETALL", NODEINFO)])
+        infos = dict(zip(flat[::2], flat[1::2], strict=True))
+        return [NodeRecord(beats[i].decode(), float(beats[i + 1]),
+                           json.loads(infos[beats[i]]) if infos.get(beats[i]) else {})
+                for i in range(0, len(beats), 2)]

@@ -3,11 +3,13 @@ discard are each one BEGIN IMMEDIATE transaction, so a retry moves a message onc
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Container
 from contextlib import AbstractContextManager
 from typing import Any
 
+from qmulti.brokers.base import NodeRecord
 from qmulti.brokers.browse import DeadLetterEntry, QueueDetail, ResultPage, ScheduledEntry
 from qmulti.brokers.sqlite.schema import LEASED, READY, SCHEDULED, translated
 
@@ -77,3 +79,8 @@ class SqliteBrowse:
                 f"(SELECT MIN(seq) FROM messages WHERE queue = m.queue AND state = {READY})"):
             counts.setdefault(queue, [0, 0, 0, 0, None])[4] = mid
         return {q: QueueDetail(*row) for q, row in sorted(counts.items())}
+
+    @translated
+    def node_records(self) -> list[NodeRecord]:
+        return [NodeRecord(n, hb, json.loads(info)) for n, hb, info in self._read(
+            "SELECT node_id, heartbeat, info FROM nodes ORDER BY node_id")]
