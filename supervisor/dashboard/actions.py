@@ -58,9 +58,7 @@ class Actions:
             with self._lock:
                 args = () if action == "shutdown" else (n,)
                 replies = getattr(control, action)(*args, destination=[name], reply=True)
-            if not replies:
-                raise ActionError(f"{name} did not answer")
-            return f"{name}: {action} {'' if action == 'shutdown' else n} sent".replace("  ", " ")
+            return _reply_text(name, action, replies)
         return self._signal(row, action, n)
 
     def _signal(self, row: dict[str, Any], action: str, n: int) -> str:
@@ -126,6 +124,18 @@ class Actions:
                               "already)")
         self.collector.mark_dead_stale()
         return f"{mid}: " + ("republished to " + queue if action == "retry" else "discarded")
+
+
+def _reply_text(name: str, action: str, replies: Any) -> str:
+    """Celery's reply shape, `[{nodename: {"ok": text} or {"error": text}}]`, as one line."""
+    for reply in replies or ():
+        if isinstance(reply, dict) and name in reply:
+            answer = reply[name]
+            if isinstance(answer, dict) and answer.get("error"):
+                raise ActionError(f"{name}: {answer['error']}")
+            text = answer.get("ok") if isinstance(answer, dict) else None
+            return f"{name}: {text or action + ' done'}"
+    raise ActionError(f"{name} did not answer within the timeout")
 
 
 def _is_qworker(pid: int, name: str) -> bool:
