@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stack import Stack
 
+from dashboard_stack import Stack
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(90)

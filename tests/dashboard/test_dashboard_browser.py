@@ -9,13 +9,14 @@ it found, so the tests do not depend on their order.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stack import Stack, browser_missing, launch_browser
 
+from dashboard_stack import Stack, browser_missing, launch_browser
 from helpers import wait_for
 from qmulti import Celery
 from qmulti.brokers import create_broker
@@ -169,8 +170,31 @@ def test_pool_grow_shows_the_new_size(page: Any, stack: Stack, tmp_path: Path) -
                            timeout=30_000)
 
 
-def test_every_page_renders_and_is_screenshotted(page: Any, stack: Stack,
+def test_revoke_with_terminate_from_the_task_view(page: Any, stack: Stack, client: Celery,
+                                                  tmp_path: Path) -> None:
+    from qmulti.exceptions import TaskRevokedError
+
+    running = client.send_task("proj.sleep", (60,))
+    wait_for(lambda: running.state == "STARTED", 30, "the task to start")
+    page.on("dialog", lambda dialog: dialog.accept())  # the "are you sure" confirm
+    page.goto(stack.url + f"tasks/{running.id}")
+    page.wait_for_selector("#task-detail button.terminate")
+    assert "STARTED" in page.inner_text("#task-detail") and "proj.sleep" in page.inner_text(
+        "#task-detail")
+    page.screenshot(path=str(tmp_path / "task-running.png"), full_page=True)
+    began = time.monotonic()
+    page.click("#task-detail button.terminate")
+    page.wait_for_function("document.getElementById('message').textContent"
+                           ".includes('revoked (terminate)')")
+    with pytest.raises(TaskRevokedError):
+        running.get(timeout=30)
+    assert running.state == "REVOKED"
+    assert time.monotonic() - began < 15  # stopped, not left to sleep out its 60 s
+
+
+def test_every_page_renders_and_is_screenshotted(page: Any, stack: Stack, client: Celery,
                                                  tmp_path: Path) -> None:
+    later = client.send_task("proj.add", (5, 5), countdown=3600)
     for name, ready in (("nodes", "#nodes"), ("queues", "#queues"), ("charts", "#chart-depths"),
                         ("tasks", "#tasks"), ("dead", "#dead"), ("scheduled", "#periodic")):
         page.goto(stack.url + name)
@@ -179,6 +203,9 @@ def test_every_page_renders_and_is_screenshotted(page: Any, stack: Stack,
         page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     assert "tick" in page.inner_text("#periodic")  # the app's beat_schedule entry
+    page.wait_for_function(f"document.getElementById('scheduled').textContent"
+                           f".includes('{later.id}')", timeout=30_000)
+    assert "proj.add" in page.inner_text("#scheduled")
     page.goto(stack.url + "queues")
     page.wait_for_selector('#queues tr[data-queue="celery"]')
 

@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from stack import Stack
 
+from dashboard_stack import Stack
 from helpers import wait_for
 from qmulti.exceptions import UsageError
 from qmulti.supervisor.dashboard.embedded import take_options
