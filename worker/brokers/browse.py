@@ -63,6 +63,7 @@ class MemoryBrowse:
     """For `MemoryStore`: its dicts under its condition variable."""
 
     _cond: Any
+    publish: Any  # MemoryStore's
     _dead: dict[str, Any]
     _messages: dict[str, Any]
     _ready: dict[str, deque[str]]
@@ -80,16 +81,12 @@ class MemoryBrowse:
                     for d in list(self._dead.values())[:limit]]
 
     def retry_dead_letter(self, queue: str, mid: str) -> bool:
-        from qmulti.brokers.memory import _Message
-
-        with self._cond:
+        with self._cond:  # re-entrant: publish takes it again, so both are one step
             dead = self._dead.get(mid)
             if dead is None or dead.queue != queue or mid in self._messages:
                 return False
             del self._dead[mid]
-            self._messages[mid] = _Message(queue, dead.body, 0.0)
-            self._ready.setdefault(queue, deque()).append(mid)
-            self._cond.notify_all()
+            self.publish(queue, mid, dead.body)  # a fresh message: delivery count 0
             return True
 
     def discard_dead_letter(self, queue: str, mid: str) -> bool:
