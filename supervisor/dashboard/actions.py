@@ -72,6 +72,7 @@ class Actions:
                "shutdown": signal.SIGTERM}[action]
         for _ in range(1 if action == "shutdown" else n):
             os.kill(pid, sig)
+            _wait_delivered(pid, sig)  # a second TTIN while one is pending would merge
         if action == "shutdown":
             return f"{name}: warm shutdown asked (TERM to pid {pid})"
         verb = "grow" if action == "pool_grow" else "shrink"
@@ -124,6 +125,25 @@ class Actions:
                               "already)")
         self.collector.mark_dead_stale()
         return f"{mid}: " + ("republished to " + queue if action == "retry" else "discarded")
+
+
+def _wait_delivered(pid: int, sig: int, timeout: float = 2.0) -> None:
+    """Until `sig` is no longer pending for `pid` (Linux's /proc status masks): signals of
+    one kind sent while one is pending are delivered once, so n grows would be one."""
+    import time
+
+    bit = 1 << (sig - 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                masks = [int(line.split()[1], 16) for line in status
+                         if line.startswith(("SigPnd:", "ShdPnd:"))]
+        except (OSError, ValueError, IndexError):
+            return  # no /proc, or the process is gone: nothing more to wait for
+        if not any(m & bit for m in masks):
+            return
+        time.sleep(0.005)
 
 
 def _reply_text(name: str, action: str, replies: Any) -> str:

@@ -1,11 +1,13 @@
 """One thread that reads the broker once a tick and keeps what every page shows.
 
 Pages, the JSON API, the event stream and /metrics all read the collector's latest
-snapshot; none of them touches the broker. So the broker's load is one round of
-reads per tick (default 0.7 s) whatever the number of open browsers, which is what
-keeps the dashboard's cost within a few percent of a busy broker's CPU. Reads that
-change slowly (dead letters, scheduled messages, periodic entries) run only when
-their count moved, or every few ticks.
+snapshot; none of them touches the broker. So the broker's load is two pipelined
+reads per tick (node records, queue counts; default every 0.7 s) whatever the number
+of open browsers, which is what keeps the dashboard's cost within a few percent of a
+busy broker's CPU. Reads that change slowly (dead letters, scheduled messages,
+periodic entries) run only when their count moved, or every few ticks. Tasks come
+from the task feed's thread (see feed.py), which a slow pass over many stored
+results cannot make the pages wait for.
 
 The connection is the collector's own (a broker object is not thread-safe). A broker
 that is down is a line on every page, not a crash; the URL is only ever shown masked.
@@ -13,7 +15,6 @@ that is down is a line on every page, not a crash; the URL is only ever shown ma
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -21,7 +22,7 @@ import time
 from collections import deque
 from typing import Any
 
-from qmulti.supervisor.dashboard.events import EventSource
+from qmulti.supervisor.dashboard.feed import TaskFeed
 from qmulti.supervisor.dashboard.nodes import node_rows, out_rates
 from qmulti.supervisor.dashboard.schedule import periodic_rows, scheduled_rows
 from qmulti.supervisor.dashboard.tasks import TaskTable
@@ -31,15 +32,14 @@ log = logging.getLogger("qmulti.dashboard")
 
 HISTORY_SECONDS = 15 * 60
 SLOW_EVERY = 5  # ticks between reads of what rarely changes
-PAGE_MIN, PAGE_MAX = 500, 10_000
 
 
 class Collector:
     def __init__(self, app: Any, interval: float = 0.7) -> None:
         self.app = app
         self.interval = interval
-        self.events = EventSource()  # the -E stream, when the store keeps one
         self.tasks = TaskTable()
+        self.feed = TaskFeed(app, self.tasks, interval)  # tasks: results and -E events
         self.history: deque[dict[str, Any]] = deque(maxlen=int(HISTORY_SECONDS / interval))
         self.hostname = socket.gethostname()
         self._cond = threading.Condition()
@@ -47,7 +47,6 @@ class Collector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._broker: Any = None
-        self._cursor = ""
         self._ticks = 0
         self._slow: dict[str, Any] = {"dead": [], "scheduled": [], "periodic": []}
         self._last_dead = -1
@@ -57,12 +56,14 @@ class Collector:
 
     # -- life ------------------------------------------------------------------------------
     def start(self) -> None:
+        self.feed.start()
         self._thread = threading.Thread(target=self._run, name="dashboard-collector",
                                         daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.feed.stop()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
@@ -121,9 +122,6 @@ class Collector:
             # Two reads instead of stats(), which counts every queue a second time.
             records = broker.node_records()
             details = broker.queue_details()
-            self._read_results(broker)
-            for event in self.events.read(broker):
-                self.tasks.observe_event(event)
             self._read_slow(broker, records, sum(d.dead for d in details.values()), now)
         except Exception as exc:  # any store failure: shown, retried next tick
             error = mask_url(str(exc)) or type(exc).__name__
@@ -144,22 +142,6 @@ class Collector:
                 broker.close()
             except Exception:
                 pass
-
-    def _read_results(self, broker: Any) -> None:
-        """One page of stored results per tick, skipping tasks known final: a full pass
-        takes about ten ticks whatever the number of results."""
-        backend = self._backend
-        if not hasattr(backend, "result_page"):
-            return
-        count = max(PAGE_MIN, min(PAGE_MAX, len(self.tasks.final_ids) // 10))
-        self._cursor, page = backend.result_page(self._cursor, count, self.tasks.final_ids)
-        for task_id, blob in page:
-            try:
-                doc = json.loads(blob)
-            except ValueError:
-                continue
-            if isinstance(doc, dict):
-                self.tasks.observe_result(task_id, doc)
 
     def _read_slow(self, broker: Any, records: Any, dead: int, now: float) -> None:
         slow = self._ticks % SLOW_EVERY == 0
