@@ -21,6 +21,7 @@ from types import FrameType
 from bench import (
     canvas_section,
     dashboard_section,
+    events_section,
     multi_section,
     procs,
     redis_section,
@@ -31,7 +32,7 @@ from bench.outcome import Outcome, Sizes
 from bench.redis_proc import RedisProc
 
 # redis last: its ratio line ends the output
-SECTIONS = ("sqlite", "multi", "canvas", "dashboard", "redis")
+SECTIONS = ("sqlite", "multi", "canvas", "events", "dashboard", "redis")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "sqlite" in wanted:
             print(sqlite_section.render(sqlite_section.run(root, run_id, sizes)), flush=True)
-        if {"multi", "canvas", "dashboard", "redis"} & set(wanted):
+        if {"multi", "canvas", "events", "dashboard", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
             celery_m, ours_m = multi_section.run(root, run_id, server, sizes)
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if "canvas" in wanted and server is not None:
             celery_c, ours_c = canvas_section.run(root, run_id, server, sizes)
             print(canvas_section.render(celery_c, ours_c), flush=True)
+        if "events" in wanted and server is not None:
+            print(events_section.render(events_section.run(root, run_id, server, sizes), sizes),
+                  flush=True)
         if "dashboard" in wanted and server is not None:
             print(dashboard_section.render(dashboard_section.run(root, run_id, server,
                                                                  sizes)), flush=True)

@@ -27,6 +27,8 @@ from qmulti.brokers.base import (
     ResultBackend,
 )
 from qmulti.brokers.browse import MemoryBrowse
+from qmulti.brokers.memory_control import MemoryControl
+from qmulti.brokers.memory_events import MemoryEvents
 from qmulti.states import READY_STATES, REVOKED
 
 
@@ -41,7 +43,7 @@ class _Message:
     begun: bool = False  # this lease's delivery is counted
 
 
-class MemoryStore(MemoryBrowse, Broker, ResultBackend):
+class MemoryStore(MemoryBrowse, MemoryEvents, MemoryControl, Broker, ResultBackend):
     """Both interfaces over plain dicts, guarded by one condition variable."""
 
     def __init__(self, url: str = "memory://", max_deliveries: int | None = None) -> None:
