@@ -34,6 +34,7 @@ class Sizes:
     rounds: int  # controller start/stopwait repetitions (median reported)
     repeats: int  # Redis-section repetitions per side, alternating sides (best reported)
     concurrency: int = 2
+    queued: int = 100_000  # the dashboard section's deep queue
     idle_settle: float = 1.0  # seconds idle before RSS is read
 
 

@@ -20,6 +20,7 @@ from types import FrameType
 
 from bench import (
     canvas_section,
+    dashboard_section,
     events_section,
     multi_section,
     procs,
@@ -32,7 +33,7 @@ from bench.outcome import Outcome, Sizes
 from bench.redis_proc import RedisProc
 
 # redis last: its ratio line ends the output
-SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "events", "redis")
+SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "events", "dashboard", "redis")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -48,6 +49,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="controller rounds (default 3)")
     parser.add_argument("--repeat", type=int,
                         help="Redis-section repetitions per side, best kept (default 2)")
+    parser.add_argument("--queued", type=int,
+                        help="dashboard section: tasks queued per drain (default 100,000)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temp dir (task modules, node logs) for inspection")
     return parser.parse_args(argv)
@@ -58,7 +61,8 @@ def _sizes(args: argparse.Namespace) -> Sizes:
     return Sizes(tasks=args.tasks or (1000 if quick else 5000),
                  round_trips=args.round_trips or (50 if quick else 200),
                  rounds=args.rounds or (1 if quick else 3),
-                 repeats=args.repeat or (1 if quick else 2))
+                 repeats=args.repeat or (1 if quick else 2),
+                 queued=args.queued or (10_000 if quick else 100_000))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if "sentinel" in wanted:
             print(sentinel_section.render(sentinel_section.run(root, run_id, sizes)),
                   flush=True)
-        if {"multi", "canvas", "events", "redis"} & set(wanted):
+        if {"multi", "canvas", "events", "dashboard", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
             celery_m, ours_m = multi_section.run(root, run_id, server, sizes)
@@ -106,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         if "events" in wanted and server is not None:
             print(events_section.render(events_section.run(root, run_id, server, sizes), sizes),
                   flush=True)
+        if "dashboard" in wanted and server is not None:
+            print(dashboard_section.render(dashboard_section.run(root, run_id, server,
+                                                                 sizes)), flush=True)
         if "redis" in wanted and server is not None:
             celery, ours = redis_section.run(root, run_id, server, sizes)
             print(f"Redis broker and backend, -c {sizes.concurrency} "

@@ -31,6 +31,8 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti expand   TEMPLATE NODES
        qmulti get      NODE NODES [qworker options]
        qmulti supervise NODES [--beat] [qworker options]   (--beat: a scheduler too)
+                        [--dashboard [--dashboard-port N] [--dashboard-address A]
+                         [--dashboard-auth USER:PASS]]
        qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
        qmulti events   [--json] [-A MODULE | -b URL] [--oldest] [--limit N] [--timeout S]
        qmulti inspect  CMD [-d NODES] [-A MODULE|-b URL] [--timeout S] [--json]
@@ -38,6 +40,7 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti purge    [-Q QUEUES] [-X QUEUES] [-f] [-A MODULE|-b URL]
        qmulti result   ID [--traceback] [--json] [-A MODULE|-b URL]
        qmulti call     NAME [--args JSON] [--kwargs JSON] [--queue Q] [--countdown S]
+       qmulti dashboard -A MODULE [--port 5555] [--address 127.0.0.1] [--auth USER:PASS]
 NODES: a count (3 -> celery1..celery3) or names (w1 w2 w1@example.com).
 Per-node options: -c:1-3 4, -c:w1 8, --logfile:w2=w2.log; `--` passes the rest to
 every node; %h %n %d in options, %i %I in paths (expanded per pool child).
@@ -96,13 +99,27 @@ def cmd_events(argv: list[str]) -> int:
     return events_cmd.run(argv)
 
 
+def cmd_dashboard(argv: list[str]) -> int:
+    from qmulti.supervisor.dashboard import command
+
+    return command.run(argv)
+
+
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
+    from qmulti.supervisor.dashboard import embedded
     from qmulti.supervisor.supervise_beat import take_flag
 
     argv, beat = take_flag(argv)
-    return supervise.run(_invocation(argv), os.getcwd(), beat)
+    argv, wanted = embedded.take_options(argv)
+    invocation = _invocation(argv)
+    dashboard = None if wanted is None else embedded.start(invocation, os.getcwd(), wanted)
+    try:
+        return supervise.run(invocation, os.getcwd(), beat)
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
 
 
 def _module_command(module: str) -> Command:
@@ -135,6 +152,7 @@ COMMANDS: dict[str, Command] = {
     "purge": _module_command("purge_cmd"),
     "result": _module_command("result_cmd"),
     "call": _module_command("call_cmd"),
+    "dashboard": cmd_dashboard,
 }
 
 

@@ -30,6 +30,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
+from qmulti.brokers.browse import MemoryBrowse
 from qmulti.brokers.memory_control import MemoryControl
 from qmulti.brokers.memory_events import MemoryEvents
 from qmulti.states import READY_STATES, REVOKED
@@ -54,7 +55,7 @@ class _Chord:
     fired: bool = False
 
 
-class MemoryStore(MemoryEvents, MemoryControl, Broker, ResultBackend):
+class MemoryStore(MemoryBrowse, MemoryEvents, MemoryControl, Broker, ResultBackend):
     """Both interfaces over plain dicts, guarded by one condition variable."""
 
     def __init__(self, url: str = "memory://", max_deliveries: int | None = None) -> None:

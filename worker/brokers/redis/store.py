@@ -39,6 +39,7 @@ from qmulti.brokers.base import (
     ResultBackend,
     marker_ttl,
 )
+from qmulti.brokers.redis.browse import RedisBrowse
 from qmulti.brokers.redis.canvas import RedisCanvas
 from qmulti.brokers.redis.canvas import eta_arg as _eta_arg
 from qmulti.brokers.redis.canvas import ttl_ms as _ttl_ms
@@ -65,7 +66,7 @@ BLOCK_CHUNK = 5.0  # longest single blocking call: re-checks state, bounds a los
 NOTIFY_TTL = 10.0  # seconds a final result waits in its notify list for a late waiter
 
 
-class RedisStore(RedisEvents, RedisControl, RedisCanvas, Broker, ResultBackend):
+class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, Broker, ResultBackend):
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
 

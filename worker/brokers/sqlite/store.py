@@ -37,6 +37,7 @@ from qmulti.brokers.base import (
     ResultBackend,
 )
 from qmulti.brokers.sqlite.beatstate import SqliteBeat
+from qmulti.brokers.sqlite.browse import SqliteBrowse
 from qmulti.brokers.sqlite.canvas import SqliteCanvas
 from qmulti.brokers.sqlite.control import SqliteControl
 from qmulti.brokers.sqlite.events import SqliteEvents
@@ -62,7 +63,8 @@ _TAIL_SEQ = (f"IFNULL((SELECT MAX(m.seq) FROM messages m WHERE m.queue = ? "
              f"AND m.state = {READY}), 0) + 1")
 
 
-class SqliteStore(SqliteEvents, SqliteControl, SqliteCanvas, SqliteBeat, SqliteInspection,
+class SqliteStore(SqliteBrowse, SqliteEvents, SqliteControl, SqliteCanvas, SqliteBeat,
+                  SqliteInspection,
                   Broker, SqliteResults):
     """Broker and result backend over one SQLite file. Safe to share between threads (one
     lock per instance) and across fork (a child makes its own connection on first use)."""

@@ -1,0 +1,182 @@
+"""Issue 15's cost bullet: what a running dashboard adds to the broker, and how fresh
+its pages are, with 3 nodes draining a deep queue.
+
+Four drains of the same size on one private redis-server, 3 nodes at -c 2 each: two
+without a dashboard, two with `qmulti dashboard` running and a page subscribed to its
+event stream (as an open browser tab is), in the order without-with-with-without, so
+a drift of the machine's load cancels out. Every drain starts from an empty server.
+The figure is redis-server's CPU time (user + system, from the process table) per
+task drained, so a drain that runs slower or faster on a noisy machine does not skew
+it. Freshness is the gap between consecutive updates the page received, and the
+collector's own time per tick.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import procs
+from bench.outcome import Sizes
+from bench.redis_proc import RedisProc
+
+TASKS = '''from qmulti import App
+
+app = App("tasks", broker={url!r})
+
+
+@app.task
+def noop():
+    return None
+'''
+NODES = ("w1", "w2", "w3")
+MSGS = "{qmulti:celery}:msgs"
+CPU_TARGET = 0.05  # at most 5 % more broker CPU with the dashboard
+FRESH_TARGET = 1.0  # every page updates within 1 s
+
+
+def _redis_cpu(server: RedisProc) -> float:
+    assert server.proc is not None
+    t = psutil.Process(server.proc.pid).cpu_times()
+    return t.user + t.system
+
+
+def _enqueue(root: Path, run_id: str, url: str, count: int) -> None:
+    code = ("import sys; sys.path.insert(0, '.'); from tasks import noop\n"
+            f"for _ in range({count}): noop.delay()\n")
+    proc = procs.spawn([sys.executable, "-c", code], root, procs.bench_env(run_id),
+                       root / "enqueue.log")
+    if proc.wait(timeout=600) != 0:
+        raise RuntimeError(f"enqueue failed: {procs.tail(root / 'enqueue.log')}")
+
+
+def _drain(root: Path, run_id: str, server: RedisProc, count: int) -> tuple[float, float]:
+    """Start 3 nodes on `count` queued tasks; (redis CPU seconds, wall seconds) from
+    the nodes' start to the last completion. The nodes are stopped afterwards."""
+    client = server.client()
+    env = procs.bench_env(run_id)
+    cpu0, t0 = _redis_cpu(server), time.monotonic()
+    nodes = [procs.spawn([sys.executable, "-m", "qmulti", "-A", "tasks", "-c", "2", "-n",
+                          f"{n}@%h", "-l", "warning"], root, env, root / f"{n}.log")
+             for n in NODES]
+    try:
+        procs.wait_until(lambda: int(client.hlen(MSGS)) == 0, 1200, f"{count} tasks drained",
+                         interval=0.05)
+        cpu1, t1 = _redis_cpu(server), time.monotonic()
+    finally:
+        for node in nodes:
+            procs.stop_group(node, timeout=30)
+    return cpu1 - cpu0, t1 - t0
+
+
+class _Subscriber(threading.Thread):
+    """An open page: reads the dashboard's event stream and notes when each update came."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.arrivals: list[float] = []
+        self.ticks: list[float] = []
+        self.stop = False
+
+    def run(self) -> None:
+        with urllib.request.urlopen(self.url + "api/stream", timeout=30) as resp:
+            for raw in resp:
+                if self.stop:
+                    return
+                line = raw.decode()
+                if line.startswith("data: "):
+                    self.arrivals.append(time.monotonic())
+                    self.ticks.append(float(json.loads(line[6:]).get("tick_seconds", 0.0)))
+
+
+def _start_dashboard(root: Path, run_id: str) -> tuple[Any, _Subscriber]:
+    log = root / "dashboard.log"
+    dash = procs.spawn([sys.executable, "-m", "qmulti.supervisor", "dashboard", "-A", "tasks",
+                        "--port", "0"], root, procs.bench_env(run_id), log)
+    found: list[str] = []
+
+    def listening() -> bool:
+        for line in log.read_text().splitlines():
+            if line.startswith("dashboard: http://"):
+                found.append(line.split()[1])
+                return True
+        if dash.poll() is not None:
+            raise RuntimeError(f"dashboard exited: {procs.tail(log)}")
+        return False
+
+    procs.wait_until(listening, 30, "the dashboard")
+    page = _Subscriber(found[0])
+    page.start()
+    procs.wait_until(lambda: len(page.arrivals) >= 2, 30, "the first page updates")
+    return dash, page
+
+
+def run(root: Path, run_id: str, server: RedisProc, sizes: Sizes) -> dict[str, Any]:
+    """Drains in the order without, with, with, without (ABBA), each from an empty
+    server: a drift of the machine's load over the run cancels out of the ratio."""
+    root = root / "dashboard"
+    root.mkdir()
+    url = server.url(0)
+    (root / "tasks.py").write_text(TASKS.format(url=url))
+    count = sizes.queued
+    cpu = {"A": 0.0, "B": 0.0}
+    wall = {"A": 0.0, "B": 0.0}
+    dash: Any = None
+    page: _Subscriber | None = None
+    try:
+        for phase in "ABBA":
+            server.flush()
+            _enqueue(root, run_id, url, count)
+            if phase == "B" and dash is None:
+                dash, page = _start_dashboard(root, run_id)
+            if phase == "A" and dash is not None:
+                assert page is not None
+                page.stop = True
+                procs.stop_group(dash, timeout=10)
+                dash = None
+            used, took = _drain(root, run_id, server, count)
+            cpu[phase] += used
+            wall[phase] += took
+    finally:
+        if dash is not None:
+            procs.stop_group(dash, timeout=10)
+    assert page is not None
+    gaps = [b - a for a, b in zip(page.arrivals, page.arrivals[1:], strict=False)]
+    # A change made just after a tick's reads began shows with the next update: the
+    # gap plus that tick's own time is the longest a page can lag the broker.
+    lags = [g + t for g, t in zip(gaps, page.ticks, strict=False)]
+    return {"tasks": count, "base_cpu": cpu["A"] / 2, "base_wall": wall["A"] / 2,
+            "dash_cpu": cpu["B"] / 2, "dash_wall": wall["B"] / 2,
+            "overhead": cpu["B"] / cpu["A"] - 1 if cpu["A"] else 0.0,
+            "gap_max": max(gaps) if gaps else float("inf"),
+            "lag_max": max(lags) if lags else float("inf"),
+            "gap_p95": statistics.quantiles(gaps, n=20)[-1] if len(gaps) >= 2 else float("inf"),
+            "tick_max": max(page.ticks) if page.ticks else 0.0, "updates": len(page.arrivals)}
+
+
+def render(f: dict[str, Any]) -> str:
+    base = f["base_cpu"] / f["tasks"] * 1e6
+    dash = f["dash_cpu"] / f["tasks"] * 1e6
+    ok_cpu = "ok" if f["overhead"] <= CPU_TARGET else "OVER"
+    ok_fresh = "ok" if f["lag_max"] <= FRESH_TARGET else "OVER"
+    return "\n".join([
+        f"Dashboard cost, 3 nodes at -c 2 draining {f['tasks']:,} queued tasks (Redis)",
+        f"  redis CPU per task, no dashboard:   {base:7.1f} us  (mean of 2 drains: "
+        f"{f['base_cpu']:.2f} s over {f['base_wall']:.1f} s)",
+        f"  redis CPU per task, with dashboard: {dash:7.1f} us  (mean of 2 drains: "
+        f"{f['dash_cpu']:.2f} s over {f['dash_wall']:.1f} s, one page subscribed)",
+        f"  broker CPU added: {f['overhead'] * 100:+.1f} %  (target <= "
+        f"{CPU_TARGET * 100:.0f} %: {ok_cpu})",
+        f"  page updates: {f['updates']}, gap p95 {f['gap_p95']:.2f} s, max "
+        f"{f['gap_max']:.2f} s; collector tick max {f['tick_max'] * 1000:.0f} ms; "
+        f"longest a page lagged the broker {f['lag_max']:.2f} s (target <= "
+        f"{FRESH_TARGET:.0f} s: {ok_fresh})"])
