@@ -40,6 +40,13 @@ LOST = "lost"
 # What `start` returns, on a store that checks for it (`start_sees_revoked`), when the
 # task's stored result is a REVOKED mark: nothing was counted or written; do not run it.
 REVOKED_MARK = "revoked"
+# How long a store remembers that a task's continuations were sent, and that a chord
+# fired (at least; a longer result expiry wins): longer than any re-run of a member.
+CONTINUED_TTL = 86400.0
+
+
+def marker_ttl(ttl: float | None) -> float:
+    return max(ttl or 0.0, CONTINUED_TTL)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,40 @@ class Delivery:
     body: bytes
     deliveries: int  # how many times it had been begun before this claim
     token: str = ""  # this lease's fence: made at claim, checked by every call on it
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message to publish: what `finish` sends on when its task completes."""
+
+    queue: str
+    mid: str
+    body: bytes
+    eta: float | None = None
+
+
+@dataclass(frozen=True)
+class ChordPart:
+    """A task's membership in a chord (see `Broker.chord_init`): its finish adds
+    `member` to the chord's set of completed members."""
+
+    chord_id: str
+    queue: str  # the body's queue (a script must be given every key it touches)
+    member: str  # the id of the result the body reads for this member
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """What a task's finish publishes, in the same atomic step that stores its result and
+    acks its message: the next chain step, link callbacks, a chord membership.
+
+    Sent once per `key` (the task id): whichever delivery of the task finishes first
+    under a current lease sends them; a stale finish, a second run or a duplicate message
+    of the same task sends nothing."""
+
+    key: str
+    messages: tuple[Message, ...] = ()
+    chord: ChordPart | None = None
 
 
 @dataclass(frozen=True)
@@ -143,13 +184,33 @@ class Broker(ABC):
         return OK
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
-               backend: ResultBackend | None, ttl: float | None) -> str:
+               backend: ResultBackend | None, ttl: float | None,
+               then: Continuation | None = None) -> str:
         """Store the outcome, then ack: a crash in between re-runs, never loses. With the
         lease lost the outcome is still stored when no final one is (the task did run),
-        and LOST returned: the message belongs to whoever leased it since."""
+        and LOST returned: the message belongs to whoever leased it since.
+
+        `then` (chain, links, chord membership) is published in the ack's own atomic step,
+        only when the ack succeeds and only the first time for `then.key`; a chord member
+        whose add completes the chord's set (or that failed) publishes the chord body, once.
+        """
         if backend is not None and meta is not None:
             backend.set(task_id, state, meta, ttl)
-        return self.ack([delivery])
+        if then is None:
+            return self.ack([delivery])
+        return self.ack_and_continue(delivery, state, then, ttl)
+
+    def ack_and_continue(self, delivery: Delivery, state: str, then: Continuation,
+                         ttl: float | None) -> str:
+        """Ack `delivery` and publish `then` in one atomic step (see `finish`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no canvas support")
+
+    def chord_init(self, chord_id: str, size: int, body: Message,
+                   ttl: float | None = None) -> None:
+        """Record a chord before any of its members is sent: its size and the body message
+        that the member completing it publishes. A chord recorded already is left as it is
+        (a re-send, or a re-run of the step that starts it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no canvas support")
 
     # -- nodes and leases ----------------------------------------------------------------
     @abstractmethod
@@ -253,6 +314,11 @@ class ResultBackend(ABC):
     def wait(self, task_id: str, timeout: float | None) -> bytes | None:
         """Block until the task has a final state (SUCCESS, FAILURE, REVOKED) and return its
         document; None if `timeout` seconds pass first. Push-based where the store allows."""
+
+    def get_many(self, task_ids: Sequence[str]) -> list[bytes | None]:
+        """Several documents at once (a chord body reads all its members'); stores
+        override this to make it one round trip."""
+        return [self.get(t) for t in task_ids]
 
     @abstractmethod
     def forget(self, task_id: str) -> None:

@@ -21,8 +21,10 @@ from qmulti.brokers.base import (
     OK,
     Broker,
     BrokerStats,
+    Continuation,
     DeadLetter,
     Delivery,
+    Message,
     NodeRecord,
     ResultBackend,
 )
@@ -38,6 +40,14 @@ class _Message:
     lease: tuple[str, str] | None = None  # (node_id, consumer)
     token: str = ""  # the current lease's fence
     begun: bool = False  # this lease's delivery is counted
+
+
+@dataclass
+class _Chord:
+    size: int
+    body: Message
+    done: set[str]
+    fired: bool = False
 
 
 class MemoryStore(Broker, ResultBackend):
@@ -57,6 +67,8 @@ class MemoryStore(Broker, ResultBackend):
         self._results: dict[str, tuple[str, bytes, float | None]] = {}
         self._tokens = itertools.count(1)
         self._reaps: dict[str, int] = {}  # node_id -> times judged dead
+        self._continued: set[str] = set()  # keys whose continuations were sent
+        self._chords: dict[str, _Chord] = {}
 
     # -- broker ------------------------------------------------------------------------
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
@@ -142,6 +154,33 @@ class MemoryStore(Broker, ResultBackend):
                 else:
                     del self._messages[d.mid]
             return outcome
+
+    def ack_and_continue(self, delivery: Delivery, state: str, then: Continuation,
+                         ttl: float | None) -> str:
+        with self._cond:  # re-entrant: publish takes it too
+            if self._leased(delivery) is None:
+                return LOST
+            del self._messages[delivery.mid]
+            if then.key in self._continued:
+                return OK
+            self._continued.add(then.key)
+            for m in then.messages:
+                self.publish(m.queue, m.mid, m.body, m.eta)
+            part = then.chord
+            chord = None if part is None else self._chords.get(part.chord_id)
+            if part is not None and chord is not None and not chord.fired:
+                chord.done.add(part.member)
+                if len(chord.done) >= chord.size or state == "FAILURE":
+                    chord.fired = True
+                    chord.done.clear()
+                    self.publish(chord.body.queue, chord.body.mid, chord.body.body,
+                                 chord.body.eta)
+            return OK
+
+    def chord_init(self, chord_id: str, size: int, body: Message,
+                   ttl: float | None = None) -> None:
+        with self._cond:
+            self._chords.setdefault(chord_id, _Chord(size, body, set()))
 
     def nack(self, deliveries: Sequence[Delivery]) -> str:
         with self._cond:

@@ -4,6 +4,7 @@ Everything of one queue shares the hash tag `{qmulti:<queue>}`, so each queue sc
 touches one slot (open to Redis Cluster later). The node registry shares `{qmulti}`.
 A result and its notify list share `{<task_id>}`. Only `start.lua` and `finish.lua`
 span two tags (queue and task): that is the one-round-trip fast path on one server.
+A finish with continuations (canvas) also spans its chord's tag and the target queues'.
 """
 
 from __future__ import annotations
@@ -60,3 +61,13 @@ def result_key(task_id: str) -> str:
 
 def notify_key(task_id: str) -> str:
     return f"qmulti:notify:{{{task_id}}}"
+
+
+def continued_key(task_id: str) -> str:
+    """Set once a task's continuations are sent; shares the task's hash tag."""
+    return f"qmulti:continued:{{{task_id}}}"
+
+
+def chord_keys(chord_id: str) -> tuple[str, str]:
+    """A chord's record (hash) and its set of finished members, under the chord's tag."""
+    return f"qmulti:chord:{{{chord_id}}}", f"qmulti:chord:{{{chord_id}}}:done"

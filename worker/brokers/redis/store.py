@@ -3,15 +3,15 @@
 Every state change of a message is one Lua script (`lua/*.lua`, each headed by its KEYS
 and ARGV); this module only picks keys and arguments and shapes the replies. A lease's
 token is the first 22 characters of its `leased` value (claim time and index), so the
-fence costs no extra key and no extra round trip. Round
-trips per task on the hot path: claim 1 per batch, start 1, finish 1 (result + ack).
+fence costs no extra key or round trip. Round trips per task: claim 1 per batch, start 1,
+finish 1 (result + ack + canvas continuations).
 
 Blocking without polling: each queue has a `wake` list that holds at most one token
 while its ready list may be non-empty (every script that adds to a ready list ensures
 the token; a claim that leaves messages behind passes it on). An idle consumer blocks
 in BLPOP on the wake lists, bounded by the next eta, then claims.
 
-Needs Redis >= 6.2 (LPOP with a count, float timeouts). Key layout: `redis_keys.py`.
+Needs Redis >= 6.2 (LPOP with a count, float timeouts). Keys: `keys.py`; canvas: `canvas.py`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ from qmulti.brokers.base import (
     REVOKED_MARK,
     Broker,
     BrokerStats,
+    Continuation,
     DeadLetter,
     Delivery,
     NodeRecord,
     ResultBackend,
+    marker_ttl,
 )
+from qmulti.brokers.redis.canvas import RedisCanvas
+from qmulti.brokers.redis.canvas import eta_arg as _eta_arg
+from qmulti.brokers.redis.canvas import ttl_ms as _ttl_ms
 from qmulti.brokers.redis.conn import RedisLink
 from qmulti.brokers.redis.keys import (
     BEAT,
@@ -55,18 +60,7 @@ BLOCK_CHUNK = 5.0  # longest single blocking call: re-checks state, bounds a los
 NOTIFY_TTL = 10.0  # seconds a final result waits in its notify list for a late waiter
 
 
-def _ttl_ms(ttl: float | None) -> str:
-    """Celery's meaning: None or 0 keeps the result until forgotten."""
-    if ttl is None or ttl <= 0:
-        return "0"
-    return str(max(1, int(ttl * 1000)))
-
-
-def _eta_arg(eta: float | None) -> str:
-    return "" if eta is None else repr(float(eta))
-
-
-class RedisStore(Broker, ResultBackend):
+class RedisStore(RedisCanvas, Broker, ResultBackend):
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
 
@@ -229,16 +223,20 @@ class RedisStore(Broker, ResultBackend):
         return OK if count else LOST
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
-               backend: ResultBackend | None, ttl: float | None) -> str:
+               backend: ResultBackend | None, ttl: float | None,
+               then: Continuation | None = None) -> str:
         if backend is not self or meta is None:
-            return super().finish(delivery, task_id, state, meta, backend, ttl)
+            return super().finish(delivery, task_id, state, meta, backend, ttl, then)
+        notify_ms = _ttl_ms(min(NOTIFY_TTL, ttl) if ttl and ttl > 0 else NOTIFY_TTL)
+        if then is not None:
+            return self._finish_then(delivery, task_id, state, meta, _ttl_ms(ttl), notify_ms,
+                                     then, marker_ttl(ttl))
         k = self._queue(delivery.queue)
         acked = self._link.script(
             "finish",
             (k.msgs, k.deliveries, k.leased, result_key(task_id), notify_key(task_id)),
             (delivery.mid, delivery.token, state, meta, _ttl_ms(ttl),
-             "1" if state in READY_STATES else "0",
-             _ttl_ms(min(NOTIFY_TTL, ttl) if ttl and ttl > 0 else NOTIFY_TTL)),
+             "1" if state in READY_STATES else "0", notify_ms),
         )
         self._forget_held([delivery.mid])
         return OK if acked else LOST

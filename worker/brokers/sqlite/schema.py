@@ -19,7 +19,7 @@ from qmulti.exceptions import BrokerConnectionError, BrokerError, ConfigError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION = 2  # 2: messages.token, messages.begun, reaps (fenced leases)
+SCHEMA_VERSION = 3  # 2: messages.token, messages.begun, reaps (fenced leases); 3: canvas
 
 # Message states. One table with a state column (rather than a table per state) means a
 # claim or a nack rewrites a few small columns of one row and never copies the body.
@@ -69,6 +69,25 @@ CREATE TABLE IF NOT EXISTS results (
     blob BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS results_expires ON results (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS continued (
+    key TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chords (
+    chord_id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    fired INTEGER NOT NULL DEFAULT 0,
+    expires REAL,
+    queue TEXT NOT NULL,
+    mid TEXT NOT NULL,
+    eta REAL,
+    body BLOB
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chord_done (
+    chord_id TEXT NOT NULL,
+    member TEXT NOT NULL,
+    PRIMARY KEY (chord_id, member)
+) WITHOUT ROWID;
 """
 
 URL_HELP = "use sqlite:///relative/path.db or sqlite:////absolute/path.db"

@@ -31,10 +31,12 @@ from qmulti.brokers.base import (
     LOST,
     OK,
     Broker,
+    Continuation,
     Delivery,
     ResultBackend,
 )
 from qmulti.brokers.sqlite.beatstate import SqliteBeat
+from qmulti.brokers.sqlite.canvas import SqliteCanvas
 from qmulti.brokers.sqlite.inspection import SqliteInspection
 from qmulti.brokers.sqlite.results import POLL_FIRST, SqliteResults
 from qmulti.brokers.sqlite.schema import (
@@ -57,7 +59,7 @@ _TAIL_SEQ = (f"IFNULL((SELECT MAX(m.seq) FROM messages m WHERE m.queue = ? "
              f"AND m.state = {READY}), 0) + 1")
 
 
-class SqliteStore(SqliteBeat, SqliteInspection, Broker, SqliteResults):
+class SqliteStore(SqliteBeat, SqliteInspection, SqliteCanvas, Broker, SqliteResults):
     """Broker and result backend over one SQLite file. Safe to share between threads (one
     lock per instance) and across fork (a child makes its own connection on first use)."""
 
@@ -284,13 +286,17 @@ class SqliteStore(SqliteBeat, SqliteInspection, Broker, SqliteResults):
 
     @translated
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
-               backend: ResultBackend | None, ttl: float | None) -> str:
+               backend: ResultBackend | None, ttl: float | None,
+               then: Continuation | None = None) -> str:
         if backend is not self:
-            return super().finish(delivery, task_id, state, meta, backend, ttl)
+            return super().finish(delivery, task_id, state, meta, backend, ttl, then)
         with self._write() as conn:
             if meta is not None:
                 self._set(conn, task_id, state, meta, ttl)
-            return self._ack(conn, [delivery])
+            outcome = self._ack(conn, [delivery])
+            if then is not None and outcome == OK:
+                self._continue(conn, state, then, ttl)
+            return outcome
 
     # -- nodes and leases ------------------------------------------------------------------
     @translated
