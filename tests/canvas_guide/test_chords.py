@@ -53,24 +53,19 @@ def test_chord_errback_is_not_called_on_success(node: GuideNode) -> None:
 
 
 @NEEDS_CANVAS
-def test_chord_errback_with_request_exc_traceback(node: GuideNode) -> None:
+@pytest.mark.parametrize(("errback", "kind"), [
+    ("on_chord_error", "chord_errback"),  # (request, exc, traceback): called by the node
+    ("errback_by_id", "errback_id"),  # one argument: sent as a task with the body's id
+])
+def test_chord_errback_styles(node: GuideNode, errback: str, kind: str) -> None:
     t = node.t
     c = (group([t.add.s(1, 1), t.raising_task.s()]) |
-         t.tsum.s().on_error(t.on_chord_error.s())).delay()
+         t.tsum.s().on_error(getattr(t, errback).s())).delay()
     with pytest.raises(exceptions.ChordError):
         c.get(timeout=30)
-    (entry,) = node.wait_entries(1, timeout=10, kind="chord_errback", id=c.id)
-    assert entry["exc"] == "ChordError"
-
-
-@NEEDS_CANVAS
-def test_one_argument_chord_errback_gets_the_callback_id(node: GuideNode) -> None:
-    t = node.t
-    c = (group([t.add.s(1, 1), t.raising_task.s()]) |
-         t.tsum.s().on_error(t.errback_by_id.s())).delay()
-    with pytest.raises(exceptions.ChordError):
-        c.get(timeout=30)
-    node.wait_entries(1, timeout=10, kind="errback_id", id=c.id)
+    (entry,) = node.wait_entries(1, timeout=10, kind=kind, id=c.id)
+    if kind == "chord_errback":
+        assert entry["exc"] == "ChordError"
 
 
 @NEEDS_CANVAS
