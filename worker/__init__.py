@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from qmulti.appstate import current_task
     from qmulti.canvas import (
         Signature,
+        chain,
+        chord,
         chunks,
         group,
         maybe_signature,
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     )
     from qmulti.config import Config, Settings
     from qmulti.exceptions import (
+        ChordError,
         ConfigError,
         Ignore,
         ImproperlyConfigured,
@@ -54,19 +57,20 @@ _EXPORTS = {
     "ExceptionInfo": "qmulti.task", "Request": "qmulti.task",
     "Task": "qmulti.task", "GroupResult": "qmulti.result_set", "ResultSet": "qmulti.result_set",
     **{name: "qmulti.canvas" for name in (
-        "Signature", "chunks", "group", "maybe_signature", "signature", "subtask", "xmap",
-        "xstarmap")},
+        "Signature", "chain", "chord", "chunks", "group", "maybe_signature", "signature",
+        "subtask", "xmap", "xstarmap")},
     **{name: "qmulti.exceptions" for name in (
-        "ConfigError", "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError", "NotRegistered",
-        "QmultiError", "Reject", "Retry", "SerializationError", "SoftTimeLimitExceeded",
+        "ChordError", "ConfigError", "Ignore", "ImproperlyConfigured",
+        "MaxRetriesExceededError", "NotRegistered", "QmultiError", "Reject", "Retry",
+        "SerializationError", "SoftTimeLimitExceeded",
         "TaskRevokedError", "TimeLimitExceeded", "TimeoutError")},
 }
 _SUBMODULES = {"canvas", "exceptions", "states", "signals", "result", "middleware", "utils"}
 
 __all__ = [
-    "App", "AsyncResult", "Celery", "Config", "ConfigError", "EagerResult", "ExceptionInfo",
-    "GroupResult", "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError",
-    "NotRegistered", "QmultiError", "ResultSet", "Signature", "chunks", "group",
+    "App", "AsyncResult", "Celery", "ChordError", "Config", "ConfigError", "EagerResult",
+    "ExceptionInfo", "GroupResult", "Ignore", "ImproperlyConfigured", "MaxRetriesExceededError",
+    "NotRegistered", "QmultiError", "ResultSet", "Signature", "chain", "chord", "chunks", "group",
     "maybe_signature", "signature", "subtask", "xmap", "xstarmap",
     "Reject", "Request", "Retry", "SerializationError", "Settings", "SoftTimeLimitExceeded",
     "Task", "TaskRevokedError", "TimeLimitExceeded", "TimeoutError", "current_app",

@@ -237,7 +237,7 @@ class App(Sending, Connections):
         first (Django: `django.setup()`, so models import). A listed module that does not
         exist is a ConfigError (exit 78)."""
         from qmulti import fixups, imports
-        from qmulti.canvas import register_builtins
+        from qmulti.canvas_methods import register_builtins
 
         register_builtins(self)  # the tasks map/starmap/chunks messages name
         self.fixups = fixups.active()

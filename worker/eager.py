@@ -46,6 +46,11 @@ def apply(task: Task, args: Any = None, kwargs: Any = None, task_id: str | None 
             tries += 1
             continue
         except Ignore as exc:
+            replacement = getattr(exc, "sig", None)
+            if replacement is not None:  # Task.replace: the replacement's outcome is ours
+                from qmulti.canvas_eager import run
+
+                return run(replacement.set(**_canvas(options)))
             return EagerResult(task_id, exc, states.IGNORED, name=task.name)
         except Reject as exc:
             return EagerResult(task_id, exc, states.REJECTED, name=task.name)
@@ -53,14 +58,38 @@ def apply(task: Task, args: Any = None, kwargs: Any = None, task_id: str | None 
             einfo = _einfo(exc)
             task.on_failure(exc, task_id, args, kwargs, einfo)
             task.after_return(states.FAILURE, exc, task_id, args, kwargs, einfo)
+            if _canvas(options):
+                _errbacks(request, exc, einfo, options)
             if throw:
                 raise
             return EagerResult(task_id, exc, states.FAILURE, traceback=einfo.traceback,
                                name=task.name)
         task.on_success(retval, task_id, args, kwargs)
         task.after_return(states.SUCCESS, retval, task_id, args, kwargs, None)
+        if _canvas(options):
+            from qmulti.canvas_eager import after
+
+            after(task_id, states.SUCCESS, retval, options)
         return EagerResult(task_id, retval, states.SUCCESS, name=task.name)
 
 
 def _einfo(exc: BaseException) -> ExceptionInfo:
     return ExceptionInfo(exc, type(exc))
+
+
+def _canvas(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: options[k] for k in ("link", "link_error", "chain") if options.get(k)}
+
+
+def _errbacks(request: Request, exc: BaseException, einfo: ExceptionInfo,
+              options: dict[str, Any]) -> None:
+    from qmulti.canvas_base import signature
+    from qmulti.canvas_eager import run
+    from qmulti.canvas_options import sig_list, takes_request
+
+    for eb in sig_list(options.get("link_error")):
+        sig = signature(eb)
+        if takes_request(sig):
+            sig(request, exc, einfo.traceback)
+        else:
+            run(sig, (request.id,))

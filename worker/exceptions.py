@@ -109,3 +109,7 @@ class Reject(QmultiError):
 
 class MaxRetriesExceededError(QmultiError):
     """`Task.retry()` was called after `max_retries` tries."""
+
+
+class ChordError(QmultiError):
+    """A chord's body did not run because a header task failed (named in the message)."""

@@ -73,6 +73,9 @@ class AsyncResult:
     """A task's outcome by id. Without `app`, the current app (`qmulti.current_app`)
     is used, as in Celery; `app.AsyncResult(id)` names one explicitly."""
 
+    # The result of the step before this one in a chain (set by the canvas that made it).
+    parent: Any = None
+
     def __init__(self, id: str, app: App | None = None, task_name: str | None = None) -> None:
         self.id = id
         self.app: App = app if app is not None else get_current_app()
@@ -326,3 +329,13 @@ def revoke_signal(value: Any) -> str:
         raise ValueError(f"revoke(terminate=True) cannot send signal {value!r}; use TERM, "
                          "KILL or USR1")
     return name
+
+
+def __getattr__(name: str) -> Any:
+    """`qmulti.result.GroupResult` and `ResultSet`, as Celery's `celery.result` has them;
+    they live in `result_set` (which builds on this module), loaded on first use."""
+    if name in ("GroupResult", "ResultSet"):
+        import importlib
+
+        return getattr(importlib.import_module("qmulti.result_set"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

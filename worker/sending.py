@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from qmulti import appstate
+from qmulti.canvas_options import CANVAS_OPTIONS, canvas_options
 from qmulti.exceptions import ContentDisallowed, NotRegistered
 from qmulti.middleware import Outgoing
 from qmulti.protocol import encode_message, new_id, normalize_content_type
@@ -22,6 +23,7 @@ from qmulti.signals import Signal
 from qmulti.task import Task
 
 if TYPE_CHECKING:
+    from qmulti.brokers.base import Message
     from qmulti.config import Config
 
 # apply_async options Celery users pass that mean nothing on our brokers: accepted so
@@ -72,6 +74,30 @@ class Sending:
             self._envelope_options(options)
             assert task is not None
             return task.apply(args, kwargs, task_id=task_id, retries=retries, **options)
+        queue, mid, task_id, when, expires_at, ct, body = self._encode(
+            name, args, kwargs, task, plan, countdown, eta, expires, queue, task_id,
+            serializer, retries, root_id, parent_id, env_options)
+        stack = self._stack
+        if stack is None or stack.stamp != Signal.changes:
+            stack = self.middleware
+        if stack.publishing:
+            out = Outgoing(name, task_id, args, kwargs, queue, when, expires_at, retries, ct,
+                           env_options, mid)
+            stack.emit("before_publish", self, out)
+            self.broker.publish(queue, mid, body, when)
+            stack.emit("after_publish", self, out)
+        else:
+            self.broker.publish(queue, mid, body, when)
+        return AsyncResult(task_id, app=self, task_name=name)
+
+    def _encode(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                task: Task | None, plan: tuple[Any, ...] | None, countdown: float | None,
+                eta: datetime | float | None, expires: datetime | float | None,
+                queue: str | None, task_id: str | None, serializer: str | None,
+                retries: int, root_id: str | None, parent_id: str | None,
+                env_options: dict[str, Any]) -> tuple[Any, ...]:
+        """The message of one call, not sent: (queue, mid, task id, eta, expires, content
+        type, body)."""
         if serializer is None and plan is not None and plan[3] is not None:
             ct = plan[3]
         else:
@@ -94,18 +120,27 @@ class Sending:
         body = encode_message(mid, task_id, name, args, kwargs, queue, when, expires_at,
                               retries, ct, env_options, root_id,
                               parent_id)  # SerializationError: nothing sent
-        stack = self._stack
-        if stack is None or stack.stamp != Signal.changes:
-            stack = self.middleware
-        if stack.publishing:
-            out = Outgoing(name, task_id, args, kwargs, queue, when, expires_at, retries, ct,
-                           env_options, mid)
-            stack.emit("before_publish", self, out)
-            self.broker.publish(queue, mid, body, when)
-            stack.emit("after_publish", self, out)
-        else:
-            self.broker.publish(queue, mid, body, when)
-        return AsyncResult(task_id, app=self, task_name=name)
+        return queue, mid, task_id, when, expires_at, ct, body
+
+    def compose(self, name: str, args: Any = None, kwargs: Any = None, *,
+                countdown: float | None = None, eta: datetime | float | None = None,
+                expires: datetime | float | None = None, queue: str | None = None,
+                task_id: str | None = None, serializer: str | None = None,
+                root_id: str | None = None, parent_id: str | None = None,
+                **options: Any) -> Message:
+        """The message `send_task` would publish, unsent: a canvas continuation, which
+        the node publishes in the finish of the task before it (never eager)."""
+        from qmulti.brokers.base import Message
+
+        task = self.tasks.get(name)
+        args = _as_args(args, name)
+        kwargs = _as_kwargs(kwargs, name)
+        env_options = self._envelope_options(options) if options else {}
+        plan = None if task is None else self._plan(task)
+        queue, mid, _, when, _, _, body = self._encode(
+            name, args, kwargs, task, plan, countdown, eta, expires, queue, task_id,
+            serializer, 0, root_id, parent_id, env_options)
+        return Message(queue, mid, body, when)
 
     def _plan(self, task: Task) -> tuple[Any, ...]:
         """`(generation, task.queue, task.serializer, content type, queue, always eager)`
@@ -141,10 +176,13 @@ class Sending:
         return plan
 
     def _envelope_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = set(options) - _IGNORED_OPTIONS - set(_PER_CALL_LIMITS)
+        unknown = set(options) - _IGNORED_OPTIONS - set(_PER_CALL_LIMITS) - CANVAS_OPTIONS
         if unknown:
             raise TypeError(f"apply_async() got unsupported options: {', '.join(sorted(unknown))}")
-        return {k: float(options[k]) for k in _PER_CALL_LIMITS if options.get(k) is not None}
+        out = {k: float(options[k]) for k in _PER_CALL_LIMITS if options.get(k) is not None}
+        if not CANVAS_OPTIONS.isdisjoint(options):
+            out.update(canvas_options(options))
+        return out
 
     def _content_type(self, serializer: str | None, task: Task | None) -> str:
         name = serializer or (task.serializer if task else None) or self.conf.task_serializer

@@ -247,6 +247,8 @@ TABLE: tuple[Setting, ...] = (
     _S("result_expires", "CELERY_TASK_RESULT_EXPIRES", 86400.0, _seconds(True)),
     _S("result_cache_max", "CELERY_MAX_CACHED_RESULTS", 100, _int_min(-1, optional=True)),
     _S("result_extended", "CELERY_RESULT_EXTENDED", False, _bool),
+    # -- canvas (qmulti.canvas_plan): a bigger chord is refused at apply_async ----------
+    _S("chord_max_size", None, 100_000, _int_min(1, optional=False)),
     # -- extension points (worker/middleware.py) ----------------------------------------
     _S("middleware", None, (), _middleware),
     # -- the node ---------------------------------------------------------------------

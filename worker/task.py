@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from qmulti import appstate
 from qmulti.autoretry import retry_options, wants_retry
-from qmulti.canvas import CanvasMethods
+from qmulti.canvas_methods import CanvasMethods
 from qmulti.exceptions import MaxRetriesExceededError, Retry
 from qmulti.request import ExceptionInfo, Request
 

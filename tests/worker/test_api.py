@@ -237,7 +237,9 @@ def test_wrong_arguments_fail_at_delay(app: App) -> None:
         task.delay(1)
     with pytest.raises(TypeError, match="list or tuple"):
         task.apply_async(5)
-    with pytest.raises(TypeError, match="unsupported options: link"):
+    with pytest.raises(TypeError, match="unsupported options: bogus"):
+        task.apply_async((1, 2), bogus="x")
+    with pytest.raises(TypeError, match="link must be a signature"):
         task.apply_async((1, 2), link="x")
     assert queued(app) == 0
 

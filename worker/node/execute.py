@@ -30,6 +30,7 @@ from qmulti.exceptions import (
     TaskRevokedError,
     TimeLimitExceeded,
 )
+from qmulti.node import continuations
 from qmulti.node.ratelimit import RateLimiter
 from qmulti.node.retry import retrying as _retrying
 from qmulti.node.retry import settle
@@ -199,6 +200,8 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     began = time.monotonic()
     try:
         try:
+            if env.options and "chord_results" in env.options:  # a chord body
+                args = continuations.chord_args(rt, env, args)
             retval = task.execute(request, args, kwargs)
         finally:
             hooks.returned()
@@ -214,8 +217,11 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
         return state
     except Ignore as exc:
         rt.log.info("Task %s[%s] ignored", env.task, env.id)
+        then = None if getattr(exc, "sig", None) is None else continuations.replaced(
+            rt, env, exc.sig)  # type: ignore[attr-defined]
         settle(rt, f"Task {env.task}[{env.id}]",
-               lambda: rt.broker.finish(delivery, env.id, "IGNORED", None, None, rt.ttl))
+               lambda: rt.broker.finish(delivery, env.id, "IGNORED", None, None, rt.ttl,
+                                        then))
         hooks.end()
         _emit(rt, "after_execute", task, request, exc, "IGNORED")
         return "IGNORED"
@@ -232,6 +238,11 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
             backend = rt.backend
         return _fail(rt, delivery, env, task, exc, runtime, backend, hooks, request)
     runtime = time.monotonic() - began
+    try:
+        then = continuations.after(rt, env, SUCCESS, retval, request)
+    except Exception as exc:  # the next step cannot be sent (its arguments): a failure
+        return _fail(rt, delivery, env, task, exc, runtime, backend or rt.backend, hooks,
+                     request)
     rt.log.info("Task %s[%s] succeeded in %.3fs: %s", env.task, env.id, runtime,
                 _short(repr(retval)))
     _handler(rt, task, "on_success", retval, env.id, args, kwargs)
@@ -240,7 +251,7 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
         env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct,
         extended=_extended(rt, env, delivery))
     settle(rt, f"Task {env.task}[{env.id}]",
-           lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl))
+           lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl, then))
     hooks.end()
     _after(rt, task, request, SUCCESS, retval)
     return SUCCESS
@@ -261,8 +272,9 @@ def _fail(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     meta = None if backend is None else protocol.encode_result(
         env.id, FAILURE, protocol.exception_to_dict(exc), traceback=tb, retries=env.retries,
         node=rt.hostname, extended=_extended(rt, env, delivery))
+    then = continuations.after(rt, env, FAILURE, None, request, exc, tb)
     settle(rt, f"Task {env.task}[{env.id}]",
-           lambda: rt.broker.finish(delivery, env.id, FAILURE, meta, backend, rt.ttl))
+           lambda: rt.broker.finish(delivery, env.id, FAILURE, meta, backend, rt.ttl, then))
     hooks.end()
     _after(rt, task, request, FAILURE, exc, einfo)
     return FAILURE
