@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from guide_nodes import NEEDS_CANVAS, GuideNode
+from guide_nodes import GuideNode
 
 
-@NEEDS_CANVAS
 def test_link_a_callback(rnode: GuideNode, token: str) -> None:
     t = rnode.t
     assert t.add.apply_async((2, 2), link=t.log_result.s(token)).get(timeout=20) == 4
@@ -16,7 +15,6 @@ def test_link_a_callback(rnode: GuideNode, token: str) -> None:
     assert entry["value"] == 4  # called with the parent's return value
 
 
-@NEEDS_CANVAS
 def test_callback_only_after_success(rnode: GuideNode, token: str) -> None:
     t = rnode.t
     ok = t.add.apply_async((1, 1), link=t.log_result.s(token + "-ok"))
@@ -35,7 +33,6 @@ def test_partial_callback_gets_the_result_first(eager: SimpleNamespace) -> None:
     assert sig.delay(4).get() == {"args": [4, 10], "kwargs": {}}
 
 
-@NEEDS_CANVAS
 def test_link_with_partial_arguments(rnode: GuideNode) -> None:
     t = rnode.t
     callback = t.add.s(8)

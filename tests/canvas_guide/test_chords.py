@@ -4,18 +4,16 @@ errors (ChordError, errbacks) and its links, on both the Redis and the SQLite no
 from __future__ import annotations
 
 import pytest
-from guide_nodes import NEEDS_CANVAS, GuideNode
+from guide_nodes import GuideNode
 
 from qmulti import canvas, exceptions, group
 
 
-@NEEDS_CANVAS
 def test_sum_of_a_hundred_additions(node: GuideNode) -> None:
     t = node.t
     assert canvas.chord(t.add.s(i, i) for i in range(100))(t.tsum.s()).get(timeout=60) == 9900
 
 
-@NEEDS_CANVAS
 def test_the_chord_expression_broken_down(node: GuideNode) -> None:
     t = node.t
     callback = t.tsum.s()
@@ -26,7 +24,6 @@ def test_the_chord_expression_broken_down(node: GuideNode) -> None:
     assert result.id == callback_id  # the chord's id is the callback's
 
 
-@NEEDS_CANVAS
 def test_a_failed_header_task_fails_the_body_with_chord_error(node: GuideNode) -> None:
     t = node.t
     header = [t.add.s(4, 4), t.raising_task.s(), t.add.s(8, 8)]
@@ -43,7 +40,6 @@ def test_a_failed_header_task_fails_the_body_with_chord_error(node: GuideNode) -
     assert node.app.AsyncResult(ids[0]).get(timeout=30) == 8
 
 
-@NEEDS_CANVAS
 def test_chord_errback_is_not_called_on_success(node: GuideNode) -> None:
     t = node.t
     c = (group(t.add.s(i, i) for i in range(10)) |
@@ -52,7 +48,6 @@ def test_chord_errback_is_not_called_on_success(node: GuideNode) -> None:
     assert node.entries(kind="chord_errback", id=c.id) == []
 
 
-@NEEDS_CANVAS
 @pytest.mark.parametrize(("errback", "kind"), [
     ("on_chord_error", "chord_errback"),  # (request, exc, traceback): called by the node
     ("errback_by_id", "errback_id"),  # one argument: sent as a task with the body's id
@@ -68,7 +63,6 @@ def test_chord_errback_styles(node: GuideNode, errback: str, kind: str) -> None:
         assert entry["exc"] == "ChordError"
 
 
-@NEEDS_CANVAS
 def test_chord_link_runs_once_after_the_body(node: GuideNode, token: str) -> None:
     t = node.t
     c = canvas.chord([t.add.s(i, i) for i in range(10)], t.tsum.s())
@@ -78,7 +72,6 @@ def test_chord_link_runs_once_after_the_body(node: GuideNode, token: str) -> Non
     assert [e["value"] for e in entries] == [90]
 
 
-@NEEDS_CANVAS
 def test_chord_link_error_runs_once(node: GuideNode) -> None:
     t = node.t
     c = canvas.chord([t.raising_task.s(), t.fail.s(), t.add.s(1, 1)], t.tsum.s())
@@ -92,7 +85,6 @@ def test_chord_link_error_runs_once(node: GuideNode) -> None:
     assert len(node.entries(kind="errback", id=result.id)) == 1
 
 
-@NEEDS_CANVAS
 def test_after_return_without_super_does_not_break_the_chord(node: GuideNode) -> None:
     """The guide warns that a Redis chord needs `after_return` to call super(); here
     the body is published by the store itself, so it does not."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from guide_nodes import NEEDS_CANVAS, GuideNode
+from guide_nodes import GuideNode
 
 
-@NEEDS_CANVAS
 def test_link_an_immutable_signature(rnode: GuideNode, token: str) -> None:
     t = rnode.t
     callback = t.reset_buffers.signature(kwargs={"token": token}, immutable=True)
@@ -17,7 +16,6 @@ def test_link_an_immutable_signature(rnode: GuideNode, token: str) -> None:
     assert entry["args"] == []  # not called with the parent's 4
 
 
-@NEEDS_CANVAS
 def test_link_an_si_signature(rnode: GuideNode, token: str) -> None:
     t = rnode.t
     assert t.add.apply_async((2, 2), link=t.reset_buffers.si(token=token)).get(timeout=20) == 4

@@ -31,14 +31,12 @@ def test_overview_chunks_of_a_thousand(eager: SimpleNamespace) -> None:
 # -- the examples ------------------------------------------------------------------------
 
 
-@NEEDS_CANVAS
 def test_simple_chain(node: GuideNode) -> None:
     add = node.t.add
     res = canvas.chain(add.s(2, 2), add.s(4), add.s(8))()  # 2 + 2 + 4 + 8
     assert res.get(timeout=30) == 16
 
 
-@NEEDS_CANVAS
 def test_simple_chain_with_pipes(node: GuideNode) -> None:
     add = node.t.add
     assert (add.s(2, 2) | add.s(4) | add.s(8))().get(timeout=30) == 16
@@ -50,7 +48,6 @@ def test_immutable_signature_forms(eager: SimpleNamespace) -> None:
     assert s == eager.add.si(2, 2)
 
 
-@NEEDS_CANVAS
 def test_chain_of_independent_tasks(node: GuideNode) -> None:
     add = node.t.add
     res = (add.si(2, 2) | add.si(4, 4) | add.si(8, 8))()
@@ -65,14 +62,12 @@ def test_simple_group(rnode: GuideNode) -> None:
     assert res.get(timeout=30) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
 
 
-@NEEDS_CANVAS
 def test_simple_chord(node: GuideNode) -> None:
     t = node.t
     res = canvas.chord((t.add.s(i, i) for i in range(10)), t.tsum.s())()
     assert res.get(timeout=30) == 90
 
 
-@NEEDS_CANVAS
 def test_chord_with_an_immutable_body(node: GuideNode) -> None:
     t = node.t
     contacts = ["ann", "bob", "cid"]
@@ -82,14 +77,12 @@ def test_chord_with_an_immutable_body(node: GuideNode) -> None:
     assert res.get(timeout=30) == "import imp-7 complete"
 
 
-@NEEDS_CANVAS
 def test_partial_chain(node: GuideNode) -> None:
     t = node.t
     c1 = t.add.s(4) | t.mul.s(8)
     assert c1(16).get(timeout=30) == 160  # (16 + 4) * 8
 
 
-@NEEDS_CANVAS
 def test_chains_combine(node: GuideNode) -> None:
     t = node.t
     c2 = t.add.s(4, 16) | t.mul.s(2) | (t.add.s(4) | t.mul.s(8))
@@ -100,11 +93,10 @@ def test_chains_combine(node: GuideNode) -> None:
 def test_group_chained_to_a_task_becomes_a_chord(node: GuideNode) -> None:
     t = node.t
     c3 = group(t.add.s(i, i) for i in range(10)) | t.tsum.s()
-    assert isinstance(c3, canvas.chord)
     assert c3().get(timeout=30) == 90
+    assert isinstance(c3, canvas.chord)
 
 
-@NEEDS_CANVAS
 def test_chain_forwards_its_value_to_every_group_member(node: GuideNode) -> None:
     t = node.t
     new_user_workflow = t.create_user.s() | group(t.import_contacts.s(),
@@ -114,7 +106,6 @@ def test_chain_forwards_its_value_to_every_group_member(node: GuideNode) -> None
     assert res.get(timeout=30) == ["contacts of artv", "welcome artv"]
 
 
-@NEEDS_CANVAS
 def test_group_of_immutable_signatures_in_a_chain(node: GuideNode) -> None:
     t = node.t
     res = (t.add.s(4, 4) | group(t.add.si(i, i) for i in range(10)))()
