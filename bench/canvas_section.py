@@ -1,5 +1,6 @@
-"""Issue 12's bench, first part: a group of N `add` calls sent and collected, and a
-starmap of N in one message, on one private Redis, Celery and qmulti in turn.
+"""Issue 12's bench: a group of N `add` calls sent and collected, a starmap of N in one
+message, a chord of N with a `tsum` body, and a 1,000-step chain, on one private Redis,
+Celery and qmulti in turn.
 
 Each side gets a warm node (-c 2) and runs the same driver code; the figure is calls
 per second from the first publish to the last result in hand.
@@ -16,7 +17,9 @@ from bench.qmulti_side import QmultiSide
 from bench.redis_proc import RedisProc
 from bench.side import Side
 
-ROWS = (("group", "group(add.s(i, i) for N).get()"), ("starmap", "add.starmap(N).get()"))
+ROWS = (("group", "group(add.s(i, i) for N).get()"), ("starmap", "add.starmap(N).get()"),
+        ("chord", "chord(N x add)(tsum.s()).get()"), ("chain", "chain of 1,000 add steps"))
+CHAIN_STEPS = 1000
 
 
 def run(root: Path, run_id: str, server: RedisProc, sizes: Sizes) -> tuple[Outcome, Outcome]:
@@ -34,8 +37,9 @@ def run_side(side: Side, server: RedisProc, sizes: Sizes, count: int) -> Outcome
         node.wait_ready(30)
         for kind, _ in ROWS:
             def measure(kind: str = kind) -> None:
-                seconds = float(side.driver("canvas", kind, str(count))["seconds"])
-                out.figures[kind] = count / seconds
+                n = CHAIN_STEPS if kind == "chain" else count
+                seconds = float(side.driver("canvas", kind, str(n))["seconds"])
+                out.figures[kind] = n / seconds
             out.attempt(kind, measure)
     finally:
         stop_node(node, out)
@@ -50,7 +54,8 @@ def render(celery: Outcome, ours: Outcome) -> str:
     parts = []
     for key, label in ROWS:
         r = report.ratio(key, celery.figures, ours.figures, True)
-        lines.append(f"{label:32} {'calls/s':8} {report.fmt(celery.figures.get(key), 0):>10} "
+        unit = "steps/s" if key == "chain" else "calls/s"
+        lines.append(f"{label:32} {unit:8} {report.fmt(celery.figures.get(key), 0):>10} "
                      f"{report.fmt(ours.figures.get(key), 0):>10} {report.fmt(r, 2):>7}")
         parts.append(f"{key}={report.fmt(r, 2)}")
     for who, o in (("celery", celery), ("qmulti", ours)):

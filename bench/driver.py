@@ -52,6 +52,14 @@ def canvas(kind: str, count: int) -> dict[str, Any]:
     if kind == "group":
         values = tasks.group(tasks.add.s(i, i) for i in range(count)).apply_async().get(
             timeout=600)
+    elif kind == "chord":  # the body gets every header result: one value to check
+        total = tasks.chord(tasks.add.s(i, i) for i in range(count))(tasks.tsum.s()).get(
+            timeout=600)
+        values = [2 * i for i in range(count)] if total == count * (count - 1) else None
+    elif kind == "chain":  # `count` steps one after the other, each adding 1
+        last = tasks.chain([tasks.add.s(0, 1)] + [tasks.add.s(1) for _ in range(count - 1)])
+        values = [2 * i for i in range(count)] if last.apply_async().get(
+            timeout=600) == count else None
     else:  # "starmap": one message, the node loops
         values = tasks.add.starmap([(i, i) for i in range(count)]).apply_async().get(
             timeout=600)
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("count", type=int)
     p.add_argument("--warmup", type=int, default=10)
     p = sub.add_parser("canvas")
-    p.add_argument("kind", choices=("group", "starmap"))
+    p.add_argument("kind", choices=("group", "starmap", "chord", "chain"))
     p.add_argument("count", type=int)
     p = sub.add_parser("ping")
     p.add_argument("names", nargs="+")

@@ -45,6 +45,13 @@ class _Composite(Signature):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
 
+    def freeze(self, _id: str | None = None, **_ignored: Any) -> Any:
+        """Fix every id now: the result (the last step's, the body's) is known before
+        sending, and `apply_async` sends under these ids."""
+        from qmulti.canvas_plan import freeze
+
+        return freeze(self, self.app)
+
     def apply_async(self, args: Iterable[Any] | None = None,
                     kwargs: Mapping[str, Any] | None = None, route_name: str | None = None,
                     **options: Any) -> Any:

@@ -30,6 +30,7 @@ class Request:
     parent_id: str | None = None  # the task that sent this one, if a task did
     is_eager: bool = False  # run by apply() / task_always_eager, in the caller
     ignore_result: bool = False
+    children: list[str] = field(default_factory=list)  # ids of the tasks it sent
 
     def get(self, key: str, default: Any = None) -> Any:
         """Celery's `request.get('name', default)`."""

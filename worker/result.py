@@ -85,6 +85,15 @@ class AsyncResult:
     def task_id(self) -> str:
         return self.id
 
+    @property
+    def children(self) -> list[AsyncResult] | None:
+        """The tasks this one sent (its chain's next step, links, calls it made), as
+        stored with its result; None while it has no result."""
+        doc = self._doc()
+        if doc is None:
+            return None
+        return [AsyncResult(c, app=self._app()) for c in doc.get("children") or ()]
+
     # -- reading ---------------------------------------------------------------------------
     def _app(self) -> App:
         return self.app

@@ -117,6 +117,7 @@ class Sending:
         if parent is not None and parent_id is None:
             parent_id = parent.id
             root_id = root_id or parent.root_id or parent.id
+            parent.children.append(task_id)  # AsyncResult.children of the sender
         body = encode_message(mid, task_id, name, args, kwargs, queue, when, expires_at,
                               retries, ct, env_options, root_id,
                               parent_id)  # SerializationError: nothing sent

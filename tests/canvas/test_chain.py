@@ -79,3 +79,14 @@ def test_a_long_chain_completes(app: App) -> None:
     add = t(app, "add")
     r = chain([add.s(0, 1)] + [add.s(1) for _ in range(99)]).delay()
     assert r.get(timeout=60) == 100
+
+
+def test_children_name_the_next_step_and_links(app: App) -> None:
+    add, note = t(app, "add"), t(app, "note")
+    first = add.s(1, 1)
+    first.link(note.s(tag="child"))
+    r = (first | add.s(2)).delay()
+    assert r.get(timeout=20) == 4
+    children = {c.id for c in r.parent.children}
+    assert r.id in children and len(children) == 2
+    assert r.children == []

@@ -160,3 +160,12 @@ def test_get_many_reads_results_in_order(store_factory: Any) -> None:
     store.set("x", "SUCCESS", b"one", None)
     store.set("z", "FAILURE", b"three", None)
     assert store.get_many(["x", "y", "z"]) == [b"one", None, b"three"]
+
+
+def test_publish_many_is_publish_each(store_factory: Any) -> None:
+    store = store_factory()
+    many = getattr(store, "publish_many", None)
+    if many is None:
+        pytest.skip("this store publishes one by one")
+    many([Message(Q, f"p{i}", b"x") for i in range(5)] + [Message(Q, "p0", b"again")])
+    assert ready(store, Q) == 5

@@ -43,6 +43,9 @@ REVOKED_MARK = "revoked"
 # How long a store remembers that a task's continuations were sent, and that a chord
 # fired (at least; a longer result expiry wins): longer than any re-run of a member.
 CONTINUED_TTL = 86400.0
+# A chord member that ends in one of these fires the chord at once: its body fails with
+# ChordError without waiting for the other members.
+FIRES_AT_ONCE = frozenset({"FAILURE", "REVOKED"})
 
 
 def marker_ttl(ttl: float | None) -> float:

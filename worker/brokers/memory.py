@@ -17,6 +17,7 @@ from typing import Any
 
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
+    FIRES_AT_ONCE,
     LOST,
     OK,
     Broker,
@@ -170,7 +171,7 @@ class MemoryStore(Broker, ResultBackend):
             chord = None if part is None else self._chords.get(part.chord_id)
             if part is not None and chord is not None and not chord.fired:
                 chord.done.add(part.member)
-                if len(chord.done) >= chord.size or state == "FAILURE":
+                if len(chord.done) >= chord.size or state in FIRES_AT_ONCE:
                     chord.fired = True
                     chord.done.clear()
                     self.publish(chord.body.queue, chord.body.mid, chord.body.body,

@@ -19,6 +19,7 @@ from qmulti.canvas_base import signature
 from qmulti.canvas_options import CANVAS_OPTIONS, takes_request
 from qmulti.canvas_plan import Plan, attach, freeze, plan, with_links
 from qmulti.exceptions import ChordError
+from qmulti.node.retry import retrying
 from qmulti.states import FAILURE, SUCCESS
 
 
@@ -56,6 +57,25 @@ def after(rt: Any, env: protocol.Envelope, state: str, retval: Any, request: Any
     return Continuation(env.id, tuple(out.messages), part)
 
 
+def revoked(env: protocol.Envelope) -> Continuation | None:
+    """A revoked (or expired) chord member still reports, so its chord fails at once."""
+    ref = (env.options or {}).get("chord")
+    if not ref:
+        return None
+    return Continuation(env.id, (), ChordPart(str(ref["id"]), str(ref["queue"]), env.id))
+
+
+def with_children(extended: Any, request: Any, then: Continuation | None) -> Any:
+    """The stored result's extras plus `children`: what the task sent while it ran and
+    what its finish sends (AsyncResult.children)."""
+    sent = list(getattr(request, "children", None) or ())
+    if then is not None:
+        sent += [i for m in then.messages if (i := protocol.peek_id(m.body))]
+    if not sent:
+        return extended
+    return {**(extended or {}), "children": sent}
+
+
 def replaced(rt: Any, env: protocol.Envelope, sig: Any) -> Continuation:
     """`Task.replace(sig)`: `sig` under this task's id, with its links, chain and chord."""
     app = rt.app
@@ -73,8 +93,8 @@ def replaced(rt: Any, env: protocol.Envelope, sig: Any) -> Continuation:
 
 
 def _init_chords(rt: Any, out: Plan) -> None:
-    for chord_id, size, body in out.chords:
-        rt.broker.chord_init(chord_id, size, body, rt.ttl)
+    for chord_id, size, body in out.chords:  # idempotent, so retried through an outage
+        retrying(rt, lambda c=chord_id, n=size, b=body: rt.broker.chord_init(c, n, b, rt.ttl))
 
 
 def _call_errback(rt: Any, sig: Any, request: Any, exc: BaseException | None,
@@ -95,7 +115,7 @@ def chord_args(rt: Any, env: protocol.Envelope, args: list[Any]) -> list[Any]:
     if rt.backend is None:
         raise ChordError("a chord needs a result backend to read its header's results")
     docs = [None if blob is None else protocol.decode_result(blob, rt.accept)
-            for blob in rt.backend.get_many(ids)]
+            for blob in retrying(rt, lambda: rt.backend.get_many(ids))]
     for task_id, doc in zip(ids, docs, strict=True):
         if doc is not None and doc.get("status") not in (SUCCESS, None, "PENDING",
                                                           "STARTED", "RETRY"):

@@ -135,8 +135,10 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
 def _skip_revoked(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
                   request: Any) -> str:
     rt.log.info("Task %s[%s] was revoked; not running it", env.task, env.id)
-    # The REVOKED mark is the result; keep it as stored.
-    settle(rt, f"Revoked task {env.id}", lambda: rt.broker.ack([delivery]))
+    # The REVOKED mark is the result; keep it as stored. A chord member still counts.
+    then = continuations.revoked(env)
+    settle(rt, f"Revoked task {env.id}", lambda: rt.broker.ack([delivery]) if then is None
+           else rt.broker.finish(delivery, env.id, REVOKED, None, None, rt.ttl, then))
     _emit(rt, "on_revoked", task, request, False)
     return REVOKED
 
@@ -249,7 +251,7 @@ def _run(rt: Runtime, delivery: Delivery, env: protocol.Envelope, task: Any,
     _emit(rt, "on_success", task, request, retval)
     meta = None if backend is None else protocol.encode_result(
         env.id, SUCCESS, retval, retries=env.retries, node=rt.hostname, ct=rt.result_ct,
-        extended=_extended(rt, env, delivery))
+        extended=continuations.with_children(_extended(rt, env, delivery), request, then))
     settle(rt, f"Task {env.task}[{env.id}]",
            lambda: rt.broker.finish(delivery, env.id, SUCCESS, meta, backend, rt.ttl, then))
     hooks.end()
@@ -362,9 +364,9 @@ def _revoke(rt: Runtime, delivery: Delivery, env: protocol.Envelope, why: str) -
     meta = protocol.encode_result(env.id, REVOKED,
                                   protocol.exception_to_dict(TaskRevokedError(why)),
                                   retries=env.retries, node=rt.hostname)
-    backend = rt.backend
+    backend, then = rt.backend, continuations.revoked(env)
     settle(rt, f"Task {env.task}[{env.id}]",
-           lambda: rt.broker.finish(delivery, env.id, REVOKED, meta, backend, rt.ttl))
+           lambda: rt.broker.finish(delivery, env.id, REVOKED, meta, backend, rt.ttl, then))
     return REVOKED
 
 

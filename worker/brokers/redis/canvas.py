@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from qmulti.brokers.base import LOST, OK, Continuation, Delivery, Message, marker_ttl
+from qmulti.brokers.base import (
+    FIRES_AT_ONCE,
+    LOST,
+    OK,
+    Continuation,
+    Delivery,
+    Message,
+    marker_ttl,
+)
 from qmulti.brokers.redis.keys import (
     QueueKeys,
     chord_keys,
@@ -64,7 +72,7 @@ class RedisCanvas:
         head = [delivery.mid, delivery.token, state, meta, result_ms,
                 "1" if state in READY_STATES else "0", notify_ms, ttl_ms(marker),
                 part.member if part is not None else "", body_q,
-                "1" if state == "FAILURE" else "0"]
+                "1" if state in FIRES_AT_ONCE else "0"]
         acked = self._link.script("finish", keys, head + argv)
         self._forget_held([delivery.mid])
         return OK if acked else LOST
@@ -80,6 +88,17 @@ class RedisCanvas:
         self._queue(body.queue)
         self._link.script("chord_init", (chord_keys(chord_id)[0],),
                           (int(size), body.mid, body.body, eta_arg(body.eta)))
+
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """Many publishes (a chord's header) pipelined: each is its own atomic script."""
+        for i in range(0, len(messages), 1000):
+            commands = []
+            for m in messages[i:i + 1000]:
+                k = self._queue(m.queue)
+                commands.append(self._link.eval_command(
+                    "publish", (k.msgs, k.ready, k.scheduled, k.wake),
+                    (m.mid, m.body, eta_arg(m.eta))))
+            self._link.pipeline(commands)
 
     def get_many(self, task_ids: Sequence[str]) -> list[bytes | None]:
         out: list[bytes | None] = []

@@ -15,7 +15,14 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
-from qmulti.brokers.base import OK, Continuation, Delivery, Message, marker_ttl
+from qmulti.brokers.base import (
+    FIRES_AT_ONCE,
+    OK,
+    Continuation,
+    Delivery,
+    Message,
+    marker_ttl,
+)
 from qmulti.brokers.sqlite.schema import translated
 
 
@@ -67,7 +74,7 @@ class SqliteCanvas:
                      "ON CONFLICT DO NOTHING", (part.chord_id, part.member))
         done = conn.execute("SELECT count(*) FROM chord_done WHERE chord_id = ?",
                             (part.chord_id,)).fetchone()[0]
-        if done < row[0] and state != "FAILURE":
+        if done < row[0] and state not in FIRES_AT_ONCE:
             return
         conn.execute("UPDATE chords SET fired = 1, body = NULL, expires = ? "
                      "WHERE chord_id = ?", (now + marker_ttl(ttl), part.chord_id))
@@ -83,6 +90,13 @@ class SqliteCanvas:
                          "VALUES (?,?,?,?,?,?) ON CONFLICT (chord_id) DO NOTHING",
                          (chord_id, int(size), body.queue, body.mid, body.eta,
                           bytes(body.body)))
+
+    @translated
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """Many publishes (a chord's header) in one transaction."""
+        with self._write() as conn:
+            for m in messages:
+                self._insert(conn, m.queue, m.mid, m.body, m.eta)
 
     @translated
     def get_many(self, task_ids: Sequence[str]) -> list[bytes | None]:

@@ -26,7 +26,7 @@
 -- ARGV[8]  marker (and fired chord) ttl in milliseconds
 -- ARGV[9]  chord member id, or '' when not a chord member
 -- ARGV[10] the chord body's queue: its index among the target queues (1-based)
--- ARGV[11] '1' when the task failed (a failed member fires the chord at once)
+-- ARGV[11] '1' when the task failed or was revoked (such a member fires the chord at once)
 -- ARGV[12..] per message: queue index, mid, body, eta ('' for none)
 -- ARGV[4] '' (and KEYS[4], KEYS[5] untouched) when the result is stored elsewhere.
 -- Returns 1 when the message was acked, 0 when the lease was lost.
