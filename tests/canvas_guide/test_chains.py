@@ -18,7 +18,6 @@ def test_linked_task_gets_the_parent_result(node: GuideNode) -> None:
     assert res.get(timeout=20) == 4
 
 
-@NEEDS_CANVAS
 def test_children_of_a_linked_task(node: GuideNode) -> None:
     t = node.t
     res = t.add.apply_async((2, 2), link=t.mul.s(16))
@@ -39,7 +38,6 @@ def test_collect_walks_the_result_graph(node: GuideNode) -> None:
     assert list(res.collect(intermediate=True)) == [(res, 4), (child, 64)]
 
 
-@NEEDS_CANVAS
 def test_a_signature_can_have_many_links(node: GuideNode, token: str) -> None:
     t = node.t
     s = t.add.s(2, 2)

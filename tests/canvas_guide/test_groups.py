@@ -29,7 +29,6 @@ def test_group_from_an_iterator(rnode: GuideNode) -> None:
     assert res.get(timeout=30) == [i + i for i in range(100)]
 
 
-@NEEDS_CANVAS
 def test_group_link_is_passed_down_not_given_the_list(rnode: GuideNode) -> None:
     """`g.link(add.s())`: the group's own result is unaffected; the callback ran once a
     member, with that member's value alone, and failed for want of a second argument."""
