@@ -38,6 +38,7 @@ _SENT = frozenset({"countdown", "eta", "expires", "queue", "task_id", "serialize
 class Plan:
     chords: list[tuple[str, int, Message]] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # the task id of each message
 
 
 def leaves(sig: Signature) -> list[Signature]:
@@ -117,6 +118,7 @@ def plan(app: App, sig: Signature, out: Plan, prefix: tuple[Any, ...] = (),
     elif kind == "chunks":
         plan(app, sig.group(), out, prefix, rest, parent)  # type: ignore[attr-defined]
     else:
+        out.ids.append(sig.options.setdefault("task_id", new_id()))  # a link is not frozen
         out.messages.append(message(app, sig, prefix, rest, parent))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -100,7 +99,3 @@ def app(canvas_env: tuple[App, Path]) -> App:
 @pytest.fixture
 def root(canvas_env: tuple[App, Path]) -> Path:
     return canvas_env[1]
-
-
-def t(app: App, name: str) -> Any:
-    return app.tasks[f"ctasks.{name}"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import t
+from canvas_support import t
 
 from helpers import wait_for
 from qmulti import App

@@ -39,7 +39,12 @@ def define(app: App) -> dict[str, Any]:
     def replaced(self: Any, x: int) -> None:
         self.replace(add.s(x, 100))
 
-    return {"add": add, "tsum": tsum, "boom": boom, "replaced": replaced}
+    @app.task(bind=True)
+    def by_chain(self: Any, x: int) -> None:
+        self.replace(add.s(x, 1) | add.s(10))
+
+    return {"add": add, "tsum": tsum, "boom": boom, "replaced": replaced,
+            "by_chain": by_chain}
 
 
 @pytest.fixture
@@ -98,8 +103,10 @@ def test_errors_on_memory(mem: tuple[App, dict[str, Any]]) -> None:
 def test_replace_on_memory(mem: tuple[App, dict[str, Any]]) -> None:
     app, t = mem
     r = (t["replaced"].s(1) | t["add"].s(1)).delay()
+    r2 = chord([t["by_chain"].s(1), t["add"].s(1, 1)], t["tsum"].s())()
     work(app)
     assert r.parent.get(timeout=1) == 101 and r.get(timeout=1) == 102
+    assert r2.parent.results[0].get(timeout=1) == 12 and r2.get(timeout=1) == 14
 
 
 def test_a_duplicate_member_message_fires_the_body_once(

@@ -27,7 +27,7 @@ COUNTS = {("redis", "chords"): 200, ("redis", "chains"): 500,
           ("sqlite", "chords"): 200 if FULL else 100, ("sqlite", "chains"): 500}
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 @pytest.mark.parametrize("mode", ["chords", "chains"])
 @pytest.mark.parametrize("store", ["redis", "sqlite"])
 def test_canvas_chaos_sends_every_continuation_once(tmp_path: Path, store: str,
@@ -37,7 +37,7 @@ def test_canvas_chaos_sends_every_continuation_once(tmp_path: Path, store: str,
     n = COUNTS[(store, mode)]
     cfg = CanvasChaosConfig(mode=mode, chords=n, chains=n, task_seconds=0.0,
                             chaos_for=60.0, kill_every=2.0, redis_restarts=0,
-                            drain_timeout=120.0, expiry=3.0)
+                            drain_timeout=240.0, expiry=3.0)
     server = RedisServer(tmp_path, appendonly=True).start() if store == "redis" else None
     url = server.url if server is not None else f"sqlite:///{project / 'q.sqlite3'}"
     drill = CanvasChaosDrill(project, url, lambda: None, cfg)

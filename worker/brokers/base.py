@@ -95,6 +95,7 @@ class Continuation:
     key: str
     messages: tuple[Message, ...] = ()
     chord: ChordPart | None = None
+    children: tuple[str, ...] = ()  # the task ids of `messages`, for AsyncResult.children
 
 
 @dataclass(frozen=True)

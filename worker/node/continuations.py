@@ -54,7 +54,7 @@ def after(rt: Any, env: protocol.Envelope, state: str, retval: Any, request: Any
     part = ChordPart(str(ref["id"]), str(ref["queue"]), env.id) if ref else None
     if not out.messages and part is None:
         return None
-    return Continuation(env.id, tuple(out.messages), part)
+    return Continuation(env.id, tuple(out.messages), part, tuple(i for i in out.ids if i))
 
 
 def revoked(env: protocol.Envelope) -> Continuation | None:
@@ -70,7 +70,7 @@ def with_children(extended: Any, request: Any, then: Continuation | None) -> Any
     what its finish sends (AsyncResult.children)."""
     sent = list(getattr(request, "children", None) or ())
     if then is not None:
-        sent += [i for m in then.messages if (i := protocol.peek_id(m.body))]
+        sent += then.children
     if not sent:
         return extended
     return {**(extended or {}), "children": sent}
