@@ -13,7 +13,6 @@ from qmulti.canvas_base import (
     MAP_TASK,
     STARMAP_TASK,
     Signature,
-    chunks,
     group,
     maybe_signature,
     signature,
@@ -22,6 +21,7 @@ from qmulti.canvas_base import (
     xstarmap,
 )
 from qmulti.canvas_chain import chain, chord
+from qmulti.canvas_chunks import chunks
 
 __all__ = ["MAP_TASK", "STARMAP_TASK", "Signature", "chain", "chord", "chunks", "group",
            "maybe_signature", "signature", "subtask", "xmap", "xstarmap"]

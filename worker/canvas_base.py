@@ -262,6 +262,25 @@ class group(Signature):  # noqa: N801 - Celery's name
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def __or__(self, other: Any) -> Any:
+        """Celery's rule: a group followed by a task is a chord with that task as its body;
+        a group of one is its one member."""
+        if len(self.tasks) > 1 and isinstance(other, Signature) and \
+                other.subtask_type not in _COMPOSITE:
+            return KINDS["chord"](self, other, app=self._app)
+        return KINDS["chain"](self, other)
+
+    def skew(self, start: float = 1.0, stop: float | None = None,
+             step: float = 1.0) -> group:
+        """Spread the members' start: countdowns start, start + step, ... (up to stop)."""
+        at = float(start)
+        for t in self.tasks:
+            t.set(countdown=at)
+            at += step
+            if stop is not None:
+                at = min(at, float(stop))
+        return self
+
     def __repr__(self) -> str:
         return f"group([{', '.join(repr(t) for t in self.tasks)}])"
 
@@ -320,36 +339,6 @@ class xstarmap(xmap):  # noqa: N801 - Celery's name
     def __repr__(self) -> str:
         inner = signature(self.kwargs["task"])
         return f"[{inner.name}(*x) for x in {_short(self.kwargs['it'])}]"
-
-
-class chunks(Signature):  # noqa: N801 - Celery's name
-    """`add.chunks(zip(xs, ys), 10)`: the items in parts of `n`, one starmap message a
-    part, sent as a group; `get()` is a list of lists."""
-
-    def __init__(self, task: Any, it: Iterable[Any], n: int, **options: Any) -> None:
-        sig = _task_dict(task)
-        if int(n) < 1:
-            raise ValueError(f"chunks need a chunk size of at least 1, not {n!r}")
-        super().__init__("celery.chunks", (), {"task": sig, "it": list(it), "n": int(n)},
-                         options, subtask_type="chunks", immutable=True, app=sig._app)
-
-    def __repr__(self) -> str:
-        inner = signature(self.kwargs["task"])
-        return f"{inner.name}.chunks({_short(self.kwargs['it'])}, {self.kwargs['n']})"
-
-    def group(self) -> group:
-        task, items, n = self.kwargs["task"], self.kwargs["it"], self.kwargs["n"]
-        parts = (items[i:i + n] for i in range(0, len(items), n))
-        return group((xstarmap(task, part) for part in parts), app=self._app,
-                     **self.options)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
-        return self.apply_async()
-
-    def apply_async(self, args: Iterable[Any] | None = None,
-                    kwargs: Mapping[str, Any] | None = None, route_name: str | None = None,
-                    **options: Any) -> GroupResult:
-        return self.group().apply_async(**options)
 
 
 # Every kind of signature by its `subtask_type`; `canvas_chain` adds chain and chord, and

@@ -22,10 +22,22 @@ if TYPE_CHECKING:
 
 
 def _steps(tasks: Iterable[Any], app: App | None) -> list[Signature]:
-    out: list[Signature] = []
+    """The steps as Celery reads them: nested chains flattened, a group of one unrolled
+    to its member, and a group followed by a task made a chord with that body."""
+    flat: list[Signature] = []
     for t in tasks:
         sig = signature(t, app=app)
-        out += sig.tasks if isinstance(sig, chain) else [sig]
+        if isinstance(sig, group) and len(sig.tasks) == 1:
+            sig = signature(sig.tasks[0], app=app)
+        flat += sig.tasks if isinstance(sig, chain) else [sig]
+    out: list[Signature] = []
+    for sig in flat:
+        before = out[-1] if out else None
+        if (isinstance(before, group) and len(before.tasks) > 1
+                and sig.subtask_type not in ("group", "chain", "chord")):
+            out[-1] = chord(before, sig, app=app)
+        else:
+            out.append(sig)
     return out
 
 

@@ -12,11 +12,11 @@ from qmulti.canvas_base import (
     MAP_TASK,
     STARMAP_TASK,
     Signature,
-    chunks,
     signature,
     xmap,
     xstarmap,
 )
+from qmulti.canvas_chunks import chunks
 from qmulti.exceptions import Ignore
 
 if TYPE_CHECKING:

@@ -191,7 +191,12 @@ def send(sig: Signature, link: Any = None, link_error: Any = None, **options: An
     """Start a canvas from the producer: chord records first, then the messages."""
     app = sig.app
     sig = copy.deepcopy(sig)
+    task_id = options.pop("task_id", None)
     sig.options.update(options)
+    if task_id and sig.subtask_type in ("chain", "chord"):
+        attach(sig, "task_id", task_id)  # Celery: the chain's id is its last task's
+    elif task_id:
+        sig.options["task_id"] = task_id
     with_links(sig, link, link_error)
     result = freeze(sig, app)
     out = Plan()

@@ -10,8 +10,7 @@ cost a second round trip.
 from __future__ import annotations
 
 import signal as os_signals
-import threading
-from collections import OrderedDict
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,44 +24,12 @@ from qmulti.protocol import (
     exception_from_dict,
     exception_to_dict,
 )
+from qmulti.result_cache import ResultCache
 
 if TYPE_CHECKING:
     from qmulti.app import App
 
-
-class ResultCache:
-    """Final result documents by task id, least recently used first out.
-
-    `limit` follows Celery's `result_cache_max`: -1 disables the cache, 0 or None keeps
-    every result (unbounded: only for short-lived producers)."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
-
-    def get(self, task_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            doc = self._docs.get(task_id)
-            if doc is not None:
-                self._docs.move_to_end(task_id)
-            return doc
-
-    def put(self, task_id: str, doc: dict[str, Any]) -> None:
-        if self.limit == -1:
-            return
-        with self._lock:
-            self._docs[task_id] = doc
-            self._docs.move_to_end(task_id)
-            while self.limit and len(self._docs) > self.limit:
-                self._docs.popitem(last=False)
-
-    def discard(self, task_id: str) -> None:
-        with self._lock:
-            self._docs.pop(task_id, None)
-
-    def __len__(self) -> int:
-        return len(self._docs)
+__all__ = ["AsyncResult", "EagerResult", "ResultCache"]
 
 
 def _is_exception_doc(value: Any) -> bool:
@@ -200,7 +167,7 @@ class AsyncResult:
 
     # -- waiting ---------------------------------------------------------------------------
     def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float = 0.5, **_ignored: Any) -> Any:
+            interval: float = 0.5, follow_parents: bool = True, **_ignored: Any) -> Any:
         """Wait for the outcome and return the task's value.
 
         Raises `worker.exceptions.TimeoutError` when `timeout` seconds pass first. With
@@ -208,11 +175,15 @@ class AsyncResult:
         original type when importable (else a same-named class with the message), and a
         revoked task raises `TaskRevokedError`; with `propagate=False` they are returned.
         `interval` is accepted for Celery compatibility and ignored: waiting is
-        push-based."""
+        push-based. With `follow_parents` (Celery's default), a failed earlier step of
+        its chain raises here, instead of a wait for a step that will never run."""
         app = self._app()
         doc = app.result_cache.get(self.id)
         if doc is None:
-            blob = app.backend.wait(self.id, timeout)
+            if propagate and follow_parents and self.parent is not None:
+                blob = self._wait_following_parents(timeout)
+            else:
+                blob = app.backend.wait(self.id, timeout)
             if blob is None:
                 raise TimeoutError(f"task {self.id} not ready after {timeout}s "
                                    "(the operation timed out)")
@@ -224,6 +195,38 @@ class AsyncResult:
         return value
 
     wait = get
+
+    def _wait_following_parents(self, timeout: float | None) -> bytes | None:
+        """Wait in growing slices, looking between them for a failed step before this
+        one. Steps finish in order, so the walk up stops at the first one that
+        succeeded, and one seen succeeded is never read again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        succeeded: set[str] = set()
+        step = 0.05
+        while True:
+            parent = self.parent
+            while parent is not None and parent.id not in succeeded:
+                state = parent.state if isinstance(parent, AsyncResult) else None
+                if state == states.SUCCESS:
+                    succeeded.add(parent.id)
+                    break
+                if state in (states.FAILURE, states.REVOKED):
+                    parent.get(propagate=True, follow_parents=False)
+                parent = getattr(parent, "parent", None)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            blob = self._app().backend.wait(self.id, step if left is None else min(step, left))
+            if blob is not None:
+                return blob
+            step = min(step * 2, 1.0)
+
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> Any:
+        """(result, value) for this task and then, depth first, every task it sent
+        (`children`), waiting for each: Celery's walk of a result graph."""
+        yield self, self.get(**kwargs)
+        for child in self.children or ():
+            yield from child.collect(intermediate=intermediate, **kwargs)
 
     # -- changing --------------------------------------------------------------------------
     def forget(self) -> None:
@@ -310,6 +313,38 @@ class EagerResult(AsyncResult):
         return self._value_
 
     wait = get
+
+    def _wait_following_parents(self, timeout: float | None) -> bytes | None:
+        """Wait in growing slices, looking between them for a failed step before this
+        one. Steps finish in order, so the walk up stops at the first one that
+        succeeded, and one seen succeeded is never read again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        succeeded: set[str] = set()
+        step = 0.05
+        while True:
+            parent = self.parent
+            while parent is not None and parent.id not in succeeded:
+                state = parent.state if isinstance(parent, AsyncResult) else None
+                if state == states.SUCCESS:
+                    succeeded.add(parent.id)
+                    break
+                if state in (states.FAILURE, states.REVOKED):
+                    parent.get(propagate=True, follow_parents=False)
+                parent = getattr(parent, "parent", None)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            blob = self._app().backend.wait(self.id, step if left is None else min(step, left))
+            if blob is not None:
+                return blob
+            step = min(step * 2, 1.0)
+
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> Any:
+        """(result, value) for this task and then, depth first, every task it sent
+        (`children`), waiting for each: Celery's walk of a result graph."""
+        yield self, self.get(**kwargs)
+        for child in self.children or ():
+            yield from child.collect(intermediate=intermediate, **kwargs)
 
     def forget(self) -> None:
         pass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from guide_nodes import NEEDS_CANVAS, GuideNode
+from guide_nodes import GuideNode
 
 from qmulti import AsyncResult, canvas, states
 from qmulti.protocol import new_id
@@ -27,7 +27,6 @@ def test_children_of_a_linked_task(node: GuideNode) -> None:
     assert children[0].get(timeout=20) == 64  # mul(4, 16)
 
 
-@NEEDS_CANVAS
 def test_collect_walks_the_result_graph(node: GuideNode) -> None:
     t = node.t
     res = t.add.apply_async((2, 2), link=t.mul.s(16))
@@ -113,7 +112,6 @@ def test_chain_with_the_pipe_operator(node: GuideNode) -> None:
     assert res.get(timeout=30) == 320
 
 
-@NEEDS_CANVAS
 def test_chain_task_id_is_the_last_tasks(node: GuideNode) -> None:
     t = node.t
     task_id = new_id()
@@ -123,7 +121,6 @@ def test_chain_task_id_is_the_last_tasks(node: GuideNode) -> None:
     assert res.parent.id != task_id
 
 
-@NEEDS_CANVAS
 def test_chain_stops_at_a_failed_step_and_runs_its_errback(node: GuideNode) -> None:
     """Not an example of the guide's but its rule (issue 12): the steps after a failure
     never run, and the chain's link_error does."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
 from guide_nodes import GuideNode
 
 from qmulti import group
@@ -37,7 +36,6 @@ def test_chunks_as_a_group(rnode: GuideNode) -> None:
     assert g().get(timeout=30) == EXPECTED
 
 
-@pytest.mark.xfail(strict=True, reason="group.skew is not implemented on main")
 def test_group_skew_sets_rising_countdowns(rnode: GuideNode) -> None:
     g = rnode.t.add.chunks(zip(range(100), range(100), strict=True), 10).group()
     skewed = g.skew(start=1, stop=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from guide_nodes import NEEDS_CANVAS, GuideNode
+from guide_nodes import GuideNode
 
 from helpers import wait_for
 from qmulti import GroupResult, canvas, group, states
@@ -101,7 +101,6 @@ def test_group_join_in_call_order(rnode: GuideNode) -> None:
     assert result.join(timeout=20) == [2, 4]
 
 
-@NEEDS_CANVAS
 def test_a_group_of_one_unrolls_in_a_chain(node: GuideNode) -> None:
     add = node.t.add
     c = canvas.chain(add.s(2, 2), group(add.s(1)), add.s(1))
@@ -109,7 +108,6 @@ def test_a_group_of_one_unrolls_in_a_chain(node: GuideNode) -> None:
     assert repr(c) == "tasks.add(2, 2) | tasks.add(1) | tasks.add(1)"
 
 
-@NEEDS_CANVAS
 def test_a_group_of_two_in_a_chain_becomes_a_chord(node: GuideNode) -> None:
     t = node.t
     c = canvas.chain(t.add.s(2, 2), group(t.add.s(1), t.add.s(2)), t.tsum.s())
@@ -117,7 +115,6 @@ def test_a_group_of_two_in_a_chain_becomes_a_chord(node: GuideNode) -> None:
     assert isinstance(c.tasks[-1], canvas.chord)
 
 
-@NEEDS_CANVAS
 def test_a_leading_group_of_one_unrolls(node: GuideNode) -> None:
     add = node.t.add
     c = canvas.chain(group(add.s(1, 1)), add.s(2))

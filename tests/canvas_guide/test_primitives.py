@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from guide_nodes import NEEDS_CANVAS, GuideNode
+from guide_nodes import GuideNode
 
 from qmulti import GroupResult, canvas, group
 
@@ -89,7 +89,6 @@ def test_chains_combine(node: GuideNode) -> None:
     assert c2().get(timeout=30) == 352  # ((4 + 16) * 2 + 4) * 8
 
 
-@NEEDS_CANVAS
 def test_group_chained_to_a_task_becomes_a_chord(node: GuideNode) -> None:
     t = node.t
     c3 = group(t.add.s(i, i) for i in range(10)) | t.tsum.s()

@@ -60,6 +60,7 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "worker_send_task_events": ("yes", True),
     "task_send_sent_event": (True, True),
     "event_stream_maxlen": ("500", 500),
+    "chord_max_size": ("2000", 2000),
     "middleware": ("proj.hooks:Metrics", ("proj.hooks:Metrics",)),
 }
 

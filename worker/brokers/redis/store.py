@@ -31,14 +31,12 @@ from qmulti.brokers.base import (
     OK,
     REVOKED_MARK,
     Broker,
-    BrokerStats,
     Continuation,
-    DeadLetter,
     Delivery,
-    NodeRecord,
     ResultBackend,
     marker_ttl,
 )
+from qmulti.brokers.redis.beatstate import RedisBeat
 from qmulti.brokers.redis.browse import RedisBrowse
 from qmulti.brokers.redis.canvas import RedisCanvas
 from qmulti.brokers.redis.canvas import eta_arg as _eta_arg
@@ -46,8 +44,8 @@ from qmulti.brokers.redis.canvas import ttl_ms as _ttl_ms
 from qmulti.brokers.redis.control import RedisControl
 from qmulti.brokers.redis.durable import Durability, Publish, waited
 from qmulti.brokers.redis.events import RedisEvents
+from qmulti.brokers.redis.inspection import RedisInspection
 from qmulti.brokers.redis.keys import (
-    BEAT,
     NODEINFO,
     NODES,
     QUEUES,
@@ -66,7 +64,8 @@ BLOCK_CHUNK = 5.0  # longest single blocking call: re-checks state, bounds a los
 NOTIFY_TTL = 10.0  # seconds a final result waits in its notify list for a late waiter
 
 
-class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, Broker, ResultBackend):
+class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, RedisInspection,
+                 RedisBeat, Broker, ResultBackend):
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
 
@@ -285,54 +284,6 @@ class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, Broker, Re
                           [part for pair in pairs for part in pair])
         return count
 
-    # -- inspection ----------------------------------------------------------------------
-    def stats(self) -> BrokerStats:
-        queues = self._queues()
-        commands: list[Sequence[Any]] = []
-        for queue in queues:
-            k = self._queue(queue)
-            commands += [
-                self._link.eval_command("promote", (k.scheduled, k.ready, k.wake), ()),
-                ("LLEN", k.ready), ("ZCARD", k.scheduled), ("HLEN", k.leased),
-                ("ZCARD", k.dead),
-            ]
-        commands += [("ZRANGE", NODES, 0, -1, "WITHSCORES"), ("HGETALL", NODEINFO)]
-        replies = self._link.pipeline(commands)
-        depth: dict[str, int] = {}
-        scheduled = leased = dead = 0
-        for i, queue in enumerate(queues):
-            _, ready, sched, held, gone = replies[5 * i: 5 * i + 5]
-            depth[queue] = int(ready)
-            scheduled += int(sched)
-            leased += int(held)
-            dead += int(gone)
-        beats, flat = replies[-2], replies[-1]
-        infos = dict(zip(flat[::2], flat[1::2], strict=True))
-        nodes = []
-        for i in range(0, len(beats), 2):
-            raw = infos.get(beats[i])
-            nodes.append(NodeRecord(beats[i].decode(), float(beats[i + 1]),
-                                    json.loads(raw) if raw else {}))
-        return BrokerStats(depth, scheduled, leased, dead, nodes)
-
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        queues = self._queues()
-        if not queues or limit <= 0:
-            return []
-        listed = self._link.pipeline(
-            [("ZRANGE", self._queue(q).dead, 0, limit - 1, "WITHSCORES") for q in queues])
-        found = sorted((float(mids[i + 1]), q, mids[i].decode())
-                       for q, mids in zip(queues, listed, strict=True)
-                       for i in range(0, len(mids), 2))
-        found = found[:limit]
-        commands: list[Sequence[Any]] = []
-        for _, queue, mid in found:
-            k = self._queue(queue)
-            commands += [("HGET", k.dead_reason, mid), ("HGET", k.dead_body, mid)]
-        details = self._link.pipeline(commands)
-        return [DeadLetter(mid, queue, (details[2 * i] or b"").decode(), details[2 * i + 1]
-                           or b"") for i, (_, queue, mid) in enumerate(found)]
-
     def purge(self, queue: str) -> int:
         k = self._queue(queue)
         return int(self._link.script("purge", (k.ready, k.msgs, k.deliveries), ()))
@@ -385,21 +336,3 @@ class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, Broker, Re
 
     def forget(self, task_id: str) -> None:
         self._link.call("DEL", result_key(task_id), notify_key(task_id))
-
-    # -- periodic tasks ------------------------------------------------------------------
-    def clock(self) -> float:
-        seconds, micros = self._link.call("TIME")
-        return int(seconds) + int(micros) / 1e6
-
-    def beat_state(self) -> dict[str, float]:
-        flat = self._link.call("HGETALL", BEAT) or []
-        return {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-    def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes) -> bool:
-        k = self._queue(queue)
-        return bool(self._link.script("claim_tick", (BEAT, k.msgs, k.ready, k.wake),
-                                      (entry, repr(float(due)), mid, body)))
-
-    def beat_forget(self, entries: Sequence[str]) -> None:
-        if entries:
-            self._link.call("HDEL", BEAT, *entries)
