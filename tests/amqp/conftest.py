@@ -3,6 +3,7 @@ amqp:// store factory that the reused broker contract tests run on."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,11 @@ import pytest
 import rabbit_vhost
 
 StoreFactory = Callable[..., Any]
+
+# The node tests' helpers (node_fixtures) and the suites reused here live in tests/worker.
+WORKER_TESTS = str(Path(__file__).parent.parent / "worker")
+if WORKER_TESTS not in sys.path:
+    sys.path.append(WORKER_TESTS)
 
 
 @pytest.fixture(scope="session")

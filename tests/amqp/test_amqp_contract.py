@@ -8,26 +8,13 @@ polling versions there."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+from amqp_support import load_test_module
 
 pytestmark = pytest.mark.timeout(90)
 
-
-def _load(name: str) -> ModuleType:
-    path = Path(__file__).parent.parent / "worker" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"amqp_reuse_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_c = _load("test_broker_contract")
-_f = _load("test_broker_contract_fencing")
+_c = load_test_module("test_broker_contract")
+_f = load_test_module("test_broker_contract_fencing")
 
 test_fifo_within_a_queue = _c.test_fifo_within_a_queue
 test_queues_are_tried_in_order = _c.test_queues_are_tried_in_order
