@@ -184,6 +184,8 @@ class AmqpLink:
         with self.lock:
             conn, self._conn, self._chan = self._conn, None, None
             self._stop.set()
+            self.generation = ""
+            self._reset()
             if conn is not None:
                 try:
                     conn.close()

@@ -379,10 +379,10 @@ class AmqpBroker(Broker):
             return out
         depths = count(queues)
         dead = count([topology.dead_queue(q) for q in queues])
-        ladder = count([topology.level_name(k) for k in range(topology.LEVELS)]
-                       if self.link.side_channel(
-                           lambda ch: self._depth(ch, topology.level_name(0))) is not None
-                       else [])
+        levels = [topology.level_name(k) for k in range(topology.LEVELS)]
+        ladder: list[int | None] = []
+        if self._ladder or count(levels[:1])[0] is not None:  # declared all together
+            ladder = self.link.side_channel(lambda ch: [self._depth(ch, n) for n in levels])
         return BrokerStats({q: d for q, d in zip(queues, depths, strict=True) if d is not None},
                            sum(n or 0 for n in ladder), len(self._held),
                            sum(n or 0 for n in dead), nodes)
