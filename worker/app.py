@@ -19,19 +19,17 @@ import importlib
 import os
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from qmulti import appstate
 from qmulti.appconn import Connections
 from qmulti.config import Config, Settings
-from qmulti.exceptions import ConfigError, ContentDisallowed, NotRegistered
-from qmulti.middleware import Middleware, Outgoing, Registry, Stack
-from qmulti.protocol import encode_message, new_id, normalize_content_type
+from qmulti.exceptions import ConfigError
+from qmulti.middleware import Middleware, Registry, Stack
 from qmulti.result import AsyncResult, ResultCache
 from qmulti.routing import Router, annotations_for, parse_rate
+from qmulti.sending import Sending
 from qmulti.settings import annotation_list
 from qmulti.signals import Signal, SignalsMiddleware
 from qmulti.task import Task
@@ -39,13 +37,9 @@ from qmulti.task import Task
 if TYPE_CHECKING:
     from qmulti.brokers import Broker, ResultBackend
 
-# apply_async options Celery users pass that mean nothing on our brokers: accepted so
-# that shared code runs, and ignored.
-_IGNORED_OPTIONS = frozenset({"routing_key", "exchange", "priority", "headers", "compression"})
-_PER_CALL_LIMITS = ("time_limit", "soft_time_limit")
 
 
-class App(Connections):
+class App(Sending, Connections):
     """`App(main=None, broker=None, backend=None, include=None, **settings)`.
 
     `broker`/`backend`/`include` and `**settings` (new-style names) are explicit settings:
@@ -233,160 +227,6 @@ class App(Connections):
         self.conf.beat_schedule = {**self.conf.beat_schedule, key: entry}
         return key
 
-    # -- sending ---------------------------------------------------------------------------
-    def send_task(self, name: str, args: Any = None, kwargs: Any = None, *,
-                  countdown: float | None = None, eta: datetime | float | None = None,
-                  expires: datetime | float | None = None, queue: str | None = None,
-                  task_id: str | None = None, serializer: str | None = None,
-                  retries: int = 0, check: bool = False, task: Task | None = None,
-                  root_id: str | None = None, parent_id: str | None = None,
-                  **options: Any) -> AsyncResult:
-        """Publish a task message; every check happens here, before anything is sent.
-
-        `name` need not be a task this process knows: decoupled producers send by name,
-        and a node that does not know it either stores a FAILURE and dead-letters it
-        (`check=True` refuses an unknown name here instead).
-        `countdown` seconds or `eta` (datetime, or unix time) delays it in the broker;
-        `expires` (seconds from now, or a datetime) makes a late message REVOKED, not run.
-        `queue`: explicit, else `task_routes`, else the task's `queue`, else
-        `task_default_queue`. `time_limit`/`soft_time_limit` travel in the envelope's
-        options for the node. Sent from a running task, the message names it as parent.
-        Only `task.apply_async` (which passes `task`) honours `task_always_eager`, as in
-        Celery."""
-        from_task = task is not None
-        if task is None:
-            task = self.tasks.get(name)
-            if task is None and check:
-                raise NotRegistered(
-                    f"unknown task {name!r}; is the module that defines it imported? "
-                    "(add it to imports/include)")
-        args = _as_args(args, name)
-        kwargs = _as_kwargs(kwargs, name)
-        env_options = self._envelope_options(options) if options else {}
-        plan = None if task is None else self._plan(task)
-        if from_task and plan is not None and plan[5]:  # task_always_eager
-            self._envelope_options(options)
-            assert task is not None
-            return task.apply(args, kwargs, task_id=task_id, retries=retries, **options)
-        if serializer is None and plan is not None and plan[3] is not None:
-            ct = plan[3]
-        else:
-            ct = self._content_type(serializer, task)
-        if not queue:
-            routed = None if plan is None else plan[4]
-            queue = routed if routed is not None else self._route(name, args, kwargs, task)
-        when = None if countdown is None and eta is None else self._eta(countdown, eta)
-        expires_at = None if expires is None else self._expires(expires)
-        if task_id:
-            mid = new_id()  # the caller's id may have been published before
-        else:
-            # An id made here has never been published: it can be this first publish's
-            # message id too (a retry republishes under a new one), saving one uuid.
-            task_id = mid = new_id()
-        parent = appstate.running_request.get()
-        if parent is not None and parent_id is None:
-            parent_id = parent.id
-            root_id = root_id or parent.root_id or parent.id
-        body = encode_message(mid, task_id, name, args, kwargs, queue, when, expires_at,
-                              retries, ct, env_options, root_id,
-                              parent_id)  # SerializationError: nothing sent
-        stack = self._stack
-        if stack is None or stack.stamp != Signal.changes:
-            stack = self.middleware
-        if stack.publishing:
-            out = Outgoing(name, task_id, args, kwargs, queue, when, expires_at, retries, ct,
-                           env_options, mid)
-            stack.emit("before_publish", self, out)
-            self.broker.publish(queue, mid, body, when)
-            stack.emit("after_publish", self, out)
-        else:
-            self.broker.publish(queue, mid, body, when)
-        return AsyncResult(task_id, app=self, task_name=name)
-
-    def _plan(self, task: Task) -> tuple[Any, ...]:
-        """`(generation, task.queue, task.serializer, content type, queue, always eager)`
-        for `task`,
-        resolved again only when the settings or those two attributes have changed.
-
-        A part that fails to resolve (or whose queue a router function must decide) is
-        None, and `send_task` resolves it per call, so it raises exactly where and when
-        it did before this cache: only for a call that needs it."""
-        plan = task._publish_plan
-        # Read before anything it covers (see Config.generation): a concurrent change
-        # can make a plan stale, never wrongly current.
-        generation = self.conf.generation
-        if (plan is not None and plan[0] is generation and plan[1] is task.queue
-                and plan[2] is task.serializer):
-            return plan
-        own_queue, own_serializer = task.queue, task.serializer
-        try:
-            ct: str | None = self._content_type(own_serializer, task)
-        except Exception:
-            ct = None
-        queue: str | None = None
-        try:
-            router = self.router
-            if router.by_name_only:
-                route = router.route(task.name, task=task)
-                queue = str(route.get("queue") or own_queue or self.conf.task_default_queue)
-        except Exception:
-            queue = None
-        plan = (generation, own_queue, own_serializer, ct, queue,
-                bool(self.conf.task_always_eager))
-        task._publish_plan = plan
-        return plan
-
-    def _envelope_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = set(options) - _IGNORED_OPTIONS - set(_PER_CALL_LIMITS)
-        if unknown:
-            raise TypeError(f"apply_async() got unsupported options: {', '.join(sorted(unknown))}")
-        return {k: float(options[k]) for k in _PER_CALL_LIMITS if options.get(k) is not None}
-
-    def _content_type(self, serializer: str | None, task: Task | None) -> str:
-        name = serializer or (task.serializer if task else None) or self.conf.task_serializer
-        ct = normalize_content_type(name)
-        if ct == "pickle" and "pickle" not in self.accept_content():
-            raise ContentDisallowed(
-                "refusing to send a pickle message: pickle runs arbitrary code when loaded. "
-                "To opt in, add 'pickle' to accept_content on producers and nodes, e.g. "
-                "app.conf.accept_content = ['json', 'pickle'], and only if every producer "
-                "is trusted")
-        return ct
-
-    def _route(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-               task: Task | None) -> str:
-        route = self.router.route(name, args, kwargs, task=task)
-        queue = route.get("queue") or (task.queue if task else None)
-        return str(queue or self.conf.task_default_queue)
-
-    def _eta(self, countdown: float | None, eta: datetime | float | None) -> float | None:
-        if countdown is not None and eta is not None:
-            raise ValueError("give countdown or eta, not both")
-        if countdown is not None:
-            return time.time() + float(countdown)
-        return None if eta is None else self._timestamp(eta)
-
-    def _expires(self, expires: datetime | float | None) -> float | None:
-        if expires is None:
-            return None
-        if isinstance(expires, datetime):
-            return self._timestamp(expires)
-        return time.time() + float(expires)
-
-    def _timestamp(self, when: datetime | float) -> float:
-        """Unix time; a naive datetime is UTC when `enable_utc` (Celery's default), else
-        in `timezone` (or local time when none is set)."""
-        if not isinstance(when, datetime):
-            return float(when)
-        if when.tzinfo is None:
-            if self.conf.enable_utc:
-                when = when.replace(tzinfo=timezone.utc)
-            elif self.conf.timezone:
-                from zoneinfo import ZoneInfo
-
-                when = when.replace(tzinfo=ZoneInfo(self.conf.timezone))
-        return when.timestamp()
-
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, app=self, task_name=task_name)
 
@@ -451,22 +291,3 @@ Celery = App  # `from qmulti import Celery` in code written for Celery: the same
 appstate.set_app_class(App)
 current_app = appstate.current_app
 shared_task = appstate.shared_task
-
-
-def _as_args(args: Any, name: str) -> tuple[Any, ...]:
-    if args is None:
-        return ()
-    if isinstance(args, (list, tuple)):
-        return tuple(args)
-    raise TypeError(f"{name}: args must be a list or tuple, got {type(args).__name__} "
-                    "(did you mean apply_async((x,)) instead of apply_async(x)?)")
-
-
-def _as_kwargs(kwargs: Any, name: str) -> dict[str, Any]:
-    if kwargs is None:
-        return {}
-    if type(kwargs) is dict:  # the usual case, without the slower ABC check
-        return dict(kwargs)
-    if isinstance(kwargs, Mapping):
-        return dict(kwargs)
-    raise TypeError(f"{name}: kwargs must be a dict, got {type(kwargs).__name__}")

@@ -22,9 +22,15 @@ import click
 from qmulti.exceptions import ConfigError, QmultiError, UsageError
 from qmulti.node import compat, logs
 from qmulti.node.mainloop import ENV_REEXEC
+from qmulti.node.preflight import (
+    check_log_files,
+    check_pidfile,
+    drop_privileges,
+    validate_broker,
+)
 from qmulti.system import exitcodes, startsignals
 from qmulti.system.notify import Notifier
-from qmulti.urls import mask_url, parse_url
+from qmulti.urls import mask_url
 
 POOLS = ("prefork", "solo", "threads", *compat.UNSUPPORTED_POOLS)
 DEFAULT_PIDFILE = "%n.pid"  # qmulti's default too: `qmulti stop` finds a detached node by it
@@ -211,7 +217,7 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
     pidfile = None
     reexec = os.environ.pop(ENV_REEXEC, None) is not None
     if pidfile_path and not reexec:
-        _check_pidfile(pidfile_path)
+        check_pidfile(pidfile_path)
     if args.detach and not reexec:
         _detach(logfile)
     if pidfile_path:
@@ -291,43 +297,6 @@ def _apply_settings(app: Any, words: tuple[str, ...]) -> None:
         app.conf.update({name.replace(".", "_"): value})
 
 
-def check_log_files(template: str, opts: Any) -> None:
-    """The main process's log file and, for a `%i`/`%I` template, each pool child's.
-
-    A child that cannot open its file would exit at start, over and over, with no
-    word logged: refused here instead. Errors name the template as given.
-    """
-    indexes = [None]
-    if "%i" in template or "%I" in template:
-        indexes += list(range(1, opts.concurrency + 1))
-    for index in indexes:
-        path = os.path.expanduser(logs.expand_path(template, opts.name, index))
-        shown = path if path == template else f"{path} (from --logfile {template})"
-        check_writable_file(path, "log file", "--logfile", shown)
-
-
-def _check_pidfile(path: str | None) -> None:
-    """In the foreground: a live node's pidfile or an unusable path fails here."""
-    if not path:
-        return
-    from qmulti.pidfiles import AlreadyRunning, probe
-
-    if os.path.islink(path):
-        raise ConfigError(f"pidfile {path} is a symlink; refusing to follow it: pass the "
-                          "real path to --pidfile")
-    if os.path.isdir(path):
-        raise ConfigError(f"pidfile {path} is a directory; pass a file path to --pidfile")
-    status = probe(path)
-    if status.state == "running":
-        raise AlreadyRunning(path, status.pid)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
-        why = "does not exist" if not os.path.exists(directory) else \
-            "is not a writable directory"
-        raise ConfigError(f"cannot create pidfile {path}: {directory} {why}; pass a --pidfile "
-                          "in a writable directory")
-
-
 def _detach(logfile: str | None) -> None:
     """Become a daemon, keeping the working directory (relative -A, sqlite:/// paths and
     pidfiles stay right) and NOTIFY_SOCKET (so READY=1 still reaches the starter)."""
@@ -392,61 +361,3 @@ def _queues(text: str | None, default: str) -> tuple[str, ...]:
     if not queues:
         raise UsageError(f"-Q {text!r} names no queue; give a comma-separated list")
     return queues
-
-
-def validate_broker(app: Any) -> None:
-    """Bad scheme or an unusable store path: ConfigError (78) before anything starts.
-    Constructing a store checks its URL and path without connecting."""
-    from qmulti.brokers import connect
-
-    conf = app.conf
-    parse_url(conf.broker_url, "broker")
-    backend_url = getattr(conf, "result_backend", None)
-    if backend_url:
-        parse_url(backend_url, "result backend")
-    broker, backend = connect(conf)
-    if backend is not broker:
-        backend.close()
-    broker.close()
-
-
-def check_writable_file(path: str, what: str, option: str, shown: str | None = None) -> None:
-    """`shown` is how the path is named in the error (the template it came from)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    name = shown or path
-    if os.path.islink(path):
-        raise ConfigError(f"{what} {name} is a symlink; refusing to follow it: pass the real "
-                          f"path to {option}")
-    if os.path.isdir(path):
-        raise ConfigError(f"{what} {name} is a directory; pass a file path to {option}")
-    if not os.path.isdir(directory):
-        why = "does not exist" if not os.path.lexists(directory) else "is not a directory"
-        raise ConfigError(f"cannot open {what} {name}: {directory} {why}; create it or pass "
-                          f"another {option}")
-    if not os.access(directory, os.W_OK | os.X_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ConfigError(f"cannot open {what} {name}: not writable; pass another {option}")
-
-
-def drop_privileges(uid: str | None, gid: str | None) -> None:
-    """--uid/--gid: switch user after the pidfile and log file are open (as root)."""
-    import grp
-    import pwd
-
-    try:
-        gid_num = None if gid is None else (int(gid) if gid.isdigit() else grp.getgrnam(gid).gr_gid)
-        user = None if uid is None else (pwd.getpwuid(int(uid)) if uid.isdigit()
-                                          else pwd.getpwnam(uid))
-    except KeyError as exc:
-        raise ConfigError(f"unknown user or group {exc.args[0]}") from None
-    try:
-        if user is not None and gid_num is None:
-            gid_num = user.pw_gid
-        if gid_num is not None:
-            os.setgroups([gid_num])
-            os.setgid(gid_num)
-        if user is not None:
-            os.setuid(user.pw_uid)
-    except PermissionError as exc:
-        raise ConfigError(f"cannot switch to --uid {uid} --gid {gid}: {exc.strerror}; run as "
-                          "root or drop these options") from None

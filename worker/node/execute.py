@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,47 +30,24 @@ from qmulti.exceptions import (
     TaskRevokedError,
     TimeLimitExceeded,
 )
+from qmulti.node.ratelimit import RateLimiter
 from qmulti.node.retry import retrying as _retrying
 from qmulti.node.retry import settle
-from qmulti.request import ExceptionInfo, Request
+from qmulti.node.taskinfo import exception_info as _exception_info
+from qmulti.node.taskinfo import extended as _extended
+from qmulti.node.taskinfo import format_traceback
+from qmulti.node.taskinfo import limit as _limit
+from qmulti.node.taskinfo import own as _own
+from qmulti.node.taskinfo import request_for as _request
+from qmulti.node.taskinfo import short as _short
 from qmulti.states import FAILURE, RETRY, REVOKED, STARTED, SUCCESS
 
 # What `execute` returns when the message's lease was taken back before the task began
 # (its node was judged dead): the task is not run here; the node that leased it since runs it.
 LOST_LEASE = "LOST"
 
-
-class RateLimiter:
-    """Per-consumer spacing of tasks that have a `rate_limit`: each of the node's N
-    consumers starts a given task at most rate/N times a second, so the node as a whole
-    keeps the rate without the consumers talking to each other."""
-
-    def __init__(self, share: float = 1.0, default: str | None = None) -> None:
-        self.share = share
-        self.default = default
-        self._next: dict[str, float] = {}
-        self._rates: dict[object, float | None] = {}
-
-    def wait(self, name: str, rate_limit: object) -> None:
-        rate_limit = rate_limit or self.default
-        if not rate_limit:
-            return
-        if rate_limit not in self._rates:
-            from qmulti.routing import parse_rate
-
-            try:
-                self._rates[rate_limit] = parse_rate(rate_limit)  # type: ignore[arg-type]
-            except Exception:
-                self._rates[rate_limit] = None
-        rate = self._rates[rate_limit]
-        if not rate:
-            return
-        interval = 1.0 / (rate * self.share)
-        now = time.monotonic()
-        start = max(now, self._next.get(name, now))
-        self._next[name] = start + interval
-        if start > now:
-            time.sleep(start - now)
+__all__ = ["LOST_LEASE", "Hooks", "RateLimiter", "Running", "Runtime", "execute",
+           "format_traceback", "store_time_limit"]
 
 
 @dataclass
@@ -393,44 +368,6 @@ def store_time_limit(broker: Broker, backend: ResultBackend | None, running: Run
     broker.finish(delivery, running.task_id, FAILURE, meta, backend, ttl)
 
 
-def _limit(env: protocol.Envelope, task: Any, name: str, default: float | None) -> float | None:
-    """The message's own limit first; raises for one that is not a positive number (the
-    message comes from outside: a producer bug or a hostile sender)."""
-    for value in (env.options.get(name), getattr(task, name, None), default):
-        if value:
-            seconds = float(value)
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-            return seconds
-    return None
-
-
-def _own(task: Any, option: str, node_default: bool) -> bool:
-    """A task's own option (None: not set) else the app's setting."""
-    value = getattr(task, option, None)
-    return node_default if value is None else bool(value)
-
-
-def _extended(rt: Runtime, env: protocol.Envelope, delivery: Delivery) -> dict[str, Any] | None:
-    if not rt.extended:
-        return None
-    return {"name": env.task, "args": list(env.args), "kwargs": dict(env.kwargs),
-            "worker": rt.hostname, "queue": env.queue or delivery.queue}
-
-
-def _request(rt: Runtime, delivery: Delivery, env: protocol.Envelope) -> Request:
-    info = {"queue": delivery.queue, "routing_key": delivery.queue, "mid": delivery.mid,
-            "deliveries": delivery.deliveries + 1}
-    return Request(id=env.id, task=env.task, retries=env.retries, args=list(env.args),
-                   kwargs=dict(env.kwargs), delivery_info=info, hostname=rt.hostname,
-                   eta=env.eta, expires=env.expires, called_directly=False,
-                   root_id=env.root_id or env.id, parent_id=env.parent_id)
-
-
-def _exception_info(exc: BaseException, tb: str) -> ExceptionInfo:
-    return ExceptionInfo(exc, type(exc), tb)
-
-
 def _handler(rt: Runtime, task: Any, name: str, *args: Any) -> None:
     handler = getattr(task, name, None)
     if handler is None:
@@ -440,18 +377,3 @@ def _handler(rt: Runtime, task: Any, name: str, *args: Any) -> None:
     except Exception:
         rt.log.exception("%s handler of task %s raised (ignored)", name,
                          getattr(task, "name", "?"))
-
-
-def format_traceback(exc: BaseException) -> str:
-    """The remote traceback as the caller sees it: from the task's own code down, without
-    the node's frames above it (they are the same for every task)."""
-    tb = exc.__traceback__
-    here = os.path.dirname(os.path.abspath(__file__))
-    while tb is not None and tb.tb_next is not None and \
-            os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) == here:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

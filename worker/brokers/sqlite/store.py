@@ -31,12 +31,11 @@ from qmulti.brokers.base import (
     LOST,
     OK,
     Broker,
-    BrokerStats,
-    DeadLetter,
     Delivery,
-    NodeRecord,
     ResultBackend,
 )
+from qmulti.brokers.sqlite.beatstate import SqliteBeat
+from qmulti.brokers.sqlite.inspection import SqliteInspection
 from qmulti.brokers.sqlite.results import POLL_FIRST, SqliteResults
 from qmulti.brokers.sqlite.schema import (
     LEASED,
@@ -58,7 +57,7 @@ _TAIL_SEQ = (f"IFNULL((SELECT MAX(m.seq) FROM messages m WHERE m.queue = ? "
              f"AND m.state = {READY}), 0) + 1")
 
 
-class SqliteStore(Broker, SqliteResults):
+class SqliteStore(SqliteBeat, SqliteInspection, Broker, SqliteResults):
     """Broker and result backend over one SQLite file. Safe to share between threads (one
     lock per instance) and across fork (a child makes its own connection on first use)."""
 
@@ -336,34 +335,6 @@ class SqliteStore(Broker, SqliteResults):
                              "(node_id) DO UPDATE SET count = count + 1", dead)
             return count
 
-    # -- periodic tasks --------------------------------------------------------------------
-    # The table is made on first use, so stores that never run a scheduler do not change.
-    _BEAT_TABLE = "CREATE TABLE IF NOT EXISTS beat (entry TEXT PRIMARY KEY, due REAL NOT NULL)"
-
-    @translated
-    def beat_state(self) -> dict[str, float]:
-        with self._write() as conn:
-            conn.execute(self._BEAT_TABLE)
-            return {str(e): float(d) for e, d in conn.execute("SELECT entry, due FROM beat")}
-
-    @translated
-    def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes) -> bool:
-        with self._write() as conn:  # BEGIN IMMEDIATE: one scheduler at a time decides
-            conn.execute(self._BEAT_TABLE)
-            row = conn.execute("SELECT due FROM beat WHERE entry = ?", (entry,)).fetchone()
-            if row is not None and float(row[0]) >= due:
-                return False
-            conn.execute("INSERT INTO beat (entry, due) VALUES (?, ?) ON CONFLICT (entry) "
-                         "DO UPDATE SET due = excluded.due", (entry, float(due)))
-            self._insert(conn, queue, mid, body, None)
-            return True
-
-    @translated
-    def beat_forget(self, entries: Sequence[str]) -> None:
-        with self._write() as conn:
-            conn.execute(self._BEAT_TABLE)
-            conn.executemany("DELETE FROM beat WHERE entry = ?", [(e,) for e in entries])
-
     def tidy(self) -> None:
         """Checkpoint the WAL into the database file and truncate it to nothing. Under
         load, readers that always hold a snapshot keep the WAL from being reset, so it
@@ -380,40 +351,6 @@ class SqliteStore(Broker, SqliteResults):
                 pass  # busy or disk full: the next idle tick tries again
             finally:
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-
-    # -- inspection ------------------------------------------------------------------------
-    @translated
-    def stats(self) -> BrokerStats:
-        now = time.time()
-        conn = self._connection()
-        with self._lock:  # one read snapshot for all the counts
-            conn.execute("BEGIN")
-            try:
-                queues = dict(conn.execute(
-                    f"SELECT queue, COUNT(*) FROM messages WHERE state = {READY} OR "
-                    f"(state = {SCHEDULED} AND eta <= ?) GROUP BY queue", (now,)).fetchall())
-                scheduled, leased = conn.execute(
-                    f"SELECT COUNT(*) FILTER (WHERE state = {SCHEDULED} AND eta > ?), "
-                    f"COUNT(*) FILTER (WHERE state = {LEASED}) FROM messages", (now,)).fetchone()
-                dead = conn.execute("SELECT COUNT(*) FROM dead").fetchone()[0]
-                nodes = [NodeRecord(n, hb, json.loads(info)) for n, hb, info in conn.execute(
-                    "SELECT node_id, heartbeat, info FROM nodes ORDER BY node_id")]
-            finally:
-                conn.execute("COMMIT")
-        return BrokerStats(queues=queues, scheduled=scheduled, leased=leased, dead=dead,
-                           nodes=nodes)
-
-    @translated
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._read("SELECT mid, queue, reason, body FROM dead ORDER BY id LIMIT ?",
-                          (limit,))
-        return [DeadLetter(mid, queue, reason, bytes(body)) for mid, queue, reason, body in rows]
-
-    @translated
-    def purge(self, queue: str) -> int:
-        with self._write() as conn:
-            return conn.execute(f"DELETE FROM messages WHERE queue = ? AND state = {READY}",
-                                (queue,)).rowcount
 
     def close(self) -> None:
         """Close this process's connection; an inherited one is left alone (see fork)."""
