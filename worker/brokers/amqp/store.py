@@ -9,10 +9,13 @@ lives). What RabbitMQ cannot hold (node records for `qmulti status`, beat's tick
 lives in the result backend when that is a store (`redis://`, `sqlite:///`): see
 `side.py`.
 
-Claiming: ready messages are taken with `basic.get`, queue by queue in the caller's
-order, so `-Q hi,lo` drains `hi` first; only when every queue is empty does the claim
-block, with a consumer (prefetch = the claim's limit) on each queue, cancelled as soon as
-a delivery arrives, so nothing is prefetched beyond what the caller was handed.
+Claiming: a claim that may wait starts a consumer on each queue with the claim's limit
+as its prefetch (`worker_prefetch_multiplier`), and keeps it, so RabbitMQ streams
+messages without a round trip each; what it pushed is handed out in the caller's queue
+order. A claim that must not wait (and the first one) takes ready messages with
+`basic.get`, queue by queue in order. A give-back (nack, release, warm stop) cancels the
+consumers first and returns what they had prefetched too, so RabbitMQ hands it all to
+another node at once rather than straight back to this one.
 
 Delivery counts are RabbitMQ's (`x-delivery-count` of a quorum queue). It counts every
 return, a warm stop's give-back included, not only begun deliveries as the Redis store
@@ -86,6 +89,7 @@ class AmqpBroker(Broker):
         self._held: dict[str, Held] = {}  # token -> lease
         self._inbox: list[tuple[str, Any]] = []  # (queue, message) from a blocking claim
         self._consumers: dict[str, str] = {}  # consumer tag -> queue
+        self._consuming: tuple[tuple[str, ...], int] | None = None  # (queues, prefetch)
 
     def __repr__(self) -> str:
         return f"AmqpBroker({self.target.masked!r})"
@@ -95,6 +99,7 @@ class AmqpBroker(Broker):
         self._held.clear()
         self._inbox.clear()
         self._consumers.clear()
+        self._consuming = None
 
     # -- declarations -------------------------------------------------------------------
     def _declare(self, chan: Any, queue: str) -> None:
@@ -149,24 +154,21 @@ class AmqpBroker(Broker):
         if not queues or limit <= 0:
             return []
         deadline = time.monotonic() + max(timeout, 0.0)
-        out = self.link.run(lambda chan: self._take(chan, queues, node_id, consumer, limit))
-        if out or timeout <= 0:
-            return out
-        try:
-            while not out:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.link.run(lambda chan: self._consume(chan, queues, limit))
-                self.link.drain(min(remaining, DRAIN_CHUNK))
-                if self._inbox:
-                    self.link.run(self._cancel)  # deliveries may still arrive until it ends
-                    out = self.link.run(
-                        lambda chan: self._take(chan, queues, node_id, consumer, limit))
-        finally:
-            if self._consumers:
-                self.link.run(self._cancel)
-        if not out and self._inbox:
+        want = (tuple(queues), limit)
+
+        def first(chan: Any) -> list[Delivery]:
+            if self._consumers and self._consuming != want:
+                self._cancel(chan)  # another queue list or prefetch: consumers anew
+            out = self._take(chan, queues, node_id, consumer, limit)
+            return out or self._get(chan, queues, node_id, consumer, limit)
+
+        out = self.link.run(first)
+        while not out:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.link.run(lambda chan: self._consume(chan, queues, limit))
+            self.link.drain(min(remaining, DRAIN_CHUNK))
             out = self.link.run(lambda chan: self._take(chan, queues, node_id, consumer, limit))
         return out
 
@@ -179,25 +181,37 @@ class AmqpBroker(Broker):
             tag = chan.basic_consume(queue, callback=lambda msg, q=queue: self._inbox.append(
                 (q, msg)))
             self._consumers[tag] = queue
+        self._consuming = (tuple(queues), limit)
 
     def _cancel(self, chan: Any) -> None:
+        """Stop the consumers; after each cancel-ok nothing more arrives for it."""
         for tag in list(self._consumers):
             chan.basic_cancel(tag)
             del self._consumers[tag]
+        self._consuming = None
 
     def _take(self, chan: Any, queues: Sequence[str], node_id: str, consumer: str,
               limit: int) -> list[Delivery]:
-        """The inbox first (nothing else claims it), then basic.get in queue order; what
-        cannot be handed out goes straight back."""
+        """What the consumers pushed, in the caller's queue order; a message of a queue
+        the caller no longer reads goes straight back."""
         out: list[Delivery] = []
-        inbox, self._inbox = self._inbox, []
         order = {q: i for i, q in enumerate(queues)}
-        inbox.sort(key=lambda item: order.get(item[0], len(order)))
+        inbox = sorted(self._inbox, key=lambda item: order.get(item[0], len(order)))
+        self._inbox = []
         for queue, msg in inbox:
-            if len(out) < limit and queue in order:
+            if queue not in order:
+                chan.basic_reject(msg.delivery_tag, requeue=True)
+            elif len(out) < limit:
                 self._accept(chan, queue, msg, node_id, consumer, out)
             else:
-                chan.basic_reject(msg.delivery_tag, requeue=True)
+                self._inbox.append((queue, msg))  # still prefetched: the next claim's
+        return out
+
+    def _get(self, chan: Any, queues: Sequence[str], node_id: str, consumer: str,
+             limit: int) -> list[Delivery]:
+        """basic.get, queue by queue in order: a claim that must not wait, or the first
+        claim before the consumers exist."""
+        out: list[Delivery] = []
         for queue in queues:
             self._declare(chan, queue)
             while len(out) < limit:
@@ -255,6 +269,10 @@ class AmqpBroker(Broker):
 
     def _settle(self, deliveries: Sequence[Delivery], requeue: bool | None) -> str:
         def run(chan: Any) -> str:
+            if requeue and self._consumers:
+                # A give-back: stop the consumers first, or RabbitMQ would push the
+                # messages straight back to us instead of to another node.
+                self._cancel(chan)
             status = OK
             for d in deliveries:
                 lease = self.held(d)
@@ -266,6 +284,10 @@ class AmqpBroker(Broker):
                 else:
                     chan.basic_reject(lease.tag, requeue=requeue)
                 del self._held[d.token]
+            if requeue:
+                for _, msg in self._inbox:  # prefetched, never handed out: back too
+                    chan.basic_reject(msg.delivery_tag, requeue=True)
+                self._inbox = []
             return status
         return self.link.run(run)
 
