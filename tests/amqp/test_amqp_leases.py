@@ -144,3 +144,15 @@ def test_amqp_urls_parse_and_mask() -> None:
     assert parse_url("pyamqp://h//").kind == "amqp"
     with pytest.raises(Exception, match="result backend"):
         parse_url("rpc://", "broker")
+
+
+def test_an_unreachable_broker_is_a_clear_error_without_the_password() -> None:
+    from helpers import free_port
+    from qmulti.brokers.amqp import AmqpBroker
+    from qmulti.exceptions import BrokerConnectionError
+
+    store = AmqpBroker(f"amqp://guest:s3cret@127.0.0.1:{free_port()}//", connect_timeout=2)
+    with pytest.raises(BrokerConnectionError) as caught:
+        store.publish(Q, "m0", b"x")
+    assert "cannot reach RabbitMQ" in str(caught.value) and "s3cret" not in str(caught.value)
+    store.close()
