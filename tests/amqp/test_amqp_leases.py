@@ -156,3 +156,15 @@ def test_an_unreachable_broker_is_a_clear_error_without_the_password() -> None:
         store.publish(Q, "m0", b"x")
     assert "cannot reach RabbitMQ" in str(caught.value) and "s3cret" not in str(caught.value)
     store.close()
+
+
+def test_another_instance_of_this_process_can_give_a_lease_back(store_factory: Any) -> None:
+    """A pool child's give-back thread nacks with a broker instance of its own; the nack
+    reaches the channel that holds the messages, so another node gets them at once."""
+    holder, giver, other = store_factory(), store_factory(), store_factory()
+    for i in range(3):
+        holder.publish(Q, f"m{i}", b"x")
+    got = holder.claim([Q], NODE, "c1.1", 3, 0)
+    assert giver.nack(got) == OK
+    assert [d.mid for d in other.claim([Q], OTHER, "c1.1", 3, 5)] == ["m0", "m1", "m2"]
+    assert holder.ack(got) == LOST

@@ -25,6 +25,7 @@ does; a message returned `max_deliveries` times is dead-lettered at its next cla
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,11 @@ from qmulti.brokers.base import (
 )
 from qmulti.exceptions import BrokerError
 
+# Channel generation -> the broker holding its leases, in this process. A pool child
+# gives back its prefetched messages from another thread with a broker instance of its
+# own; RabbitMQ takes a nack only on the channel that received the message, so such a
+# nack is passed to the instance that holds it (under that link's lock).
+_OWNERS: weakref.WeakValueDictionary[str, AmqpBroker] = weakref.WeakValueDictionary()
 ETA = "x-qmulti-eta"
 REASON = "x-qmulti-reason"
 ORIGIN = "x-qmulti-queue"
@@ -239,6 +245,7 @@ class AmqpBroker(Broker):
             chan.basic_ack(msg.delivery_tag)
             return
         token = f"{self.link.generation}:{msg.delivery_tag}"
+        _OWNERS[self.link.generation] = self
         delivery = Delivery(mid, queue, body, count, token)
         self._held[token] = Held(delivery, node_id, consumer, msg.delivery_tag,
                                  msg.properties.get("reply_to"))
@@ -295,7 +302,21 @@ class AmqpBroker(Broker):
         return self._settle(deliveries, None)
 
     def nack(self, deliveries: Sequence[Delivery]) -> str:
-        return self._settle(deliveries, True)
+        theirs: dict[str, list[Delivery]] = {}
+        mine: list[Delivery] = []
+        for d in deliveries:
+            generation = d.token.rpartition(":")[0]
+            owner = _OWNERS.get(generation)
+            if owner is not None and owner is not self and d.token not in self._held:
+                theirs.setdefault(generation, []).append(d)
+            else:
+                mine.append(d)
+        status = self._settle(mine, True) if mine else OK
+        for generation, batch in theirs.items():
+            owner = _OWNERS.get(generation)
+            if owner is None or owner.nack(batch) == LOST:
+                status = LOST
+        return status
 
     def dead_letter(self, delivery: Delivery, reason: str) -> str:
         def run(chan: Any) -> str:
