@@ -98,7 +98,7 @@ def test_long_delays_wait_in_the_ladder(store: Any) -> None:
     store.publish("warm-up", "w", b"", eta=time.time() + 0.05)  # declares the ladder
     wait_for(lambda: store.claim(["warm-up"], NODE, "c1.1", 1, 0.1), 10, "the warm-up")
     now = time.time()
-    etas = {f"d{i}": now + 2.0 + 0.37 * i for i in range(6)}
+    etas = {f"d{i}": now + 5.0 + 0.37 * i for i in range(6)}
     for mid, eta in etas.items():
         store.publish(Q, mid, mid.encode(), eta=eta)
     assert store.stats().scheduled == 6 and mids(store) == []

@@ -31,8 +31,9 @@ from typing import Any
 
 import amqp
 
-from qmulti.brokers.amqp import topology
+from qmulti.brokers.amqp import inspection, topology
 from qmulti.brokers.amqp.link import DRAIN_CHUNK, AmqpLink
+from qmulti.brokers.amqp.messages import ETA, Held, copy_message, send_to_dead
 from qmulti.brokers.amqp.side import SideStore
 from qmulti.brokers.amqp.url import parse_amqp_url
 from qmulti.brokers.base import (
@@ -46,27 +47,12 @@ from qmulti.brokers.base import (
     Delivery,
     ResultBackend,
 )
-from qmulti.exceptions import BrokerError
 
 # Channel generation -> the broker holding its leases, in this process. A pool child
 # gives back its prefetched messages from another thread with a broker instance of its
 # own; RabbitMQ takes a nack only on the channel that received the message, so such a
 # nack is passed to the instance that holds it (under that link's lock).
 _OWNERS: weakref.WeakValueDictionary[str, AmqpBroker] = weakref.WeakValueDictionary()
-ETA = "x-qmulti-eta"
-REASON = "x-qmulti-reason"
-ORIGIN = "x-qmulti-queue"
-
-
-class Held:
-    """What this process knows of one of its leases."""
-
-    __slots__ = ("delivery", "node_id", "consumer", "tag", "reply_to")
-
-    def __init__(self, delivery: Delivery, node_id: str, consumer: str, tag: int,
-                 reply_to: str | None) -> None:
-        self.delivery, self.node_id, self.consumer = delivery, node_id, consumer
-        self.tag, self.reply_to = tag, reply_to
 
 
 class AmqpBroker(Broker):
@@ -235,13 +221,13 @@ class AmqpBroker(Broker):
         body = bytes(msg.body) if not isinstance(msg.body, str) else msg.body.encode()
         if count >= self.max_deliveries:
             why = f"delivered {count} times without an outcome (max_deliveries)"
-            self._to_dead(chan, queue, mid, body, why)
+            send_to_dead(chan, queue, mid, body, why)
             chan.basic_ack(msg.delivery_tag)
             return
         eta = headers.get(ETA)
         if eta is not None and float(eta) - time.time() > topology.UNIT:
             # Past the ladder's longest delay: round again, then it is no longer ours.
-            self._send(chan, queue, self._copy(msg, body), float(eta))
+            self._send(chan, queue, copy_message(msg, body), float(eta))
             chan.basic_ack(msg.delivery_tag)
             return
         token = f"{self.link.generation}:{msg.delivery_tag}"
@@ -250,18 +236,6 @@ class AmqpBroker(Broker):
         self._held[token] = Held(delivery, node_id, consumer, msg.delivery_tag,
                                  msg.properties.get("reply_to"))
         out.append(delivery)
-
-    def _copy(self, msg: Any, body: bytes) -> Any:
-        props = {k: v for k, v in msg.properties.items() if k != "application_headers"}
-        headers = {k: v for k, v in (msg.properties.get("application_headers") or {}).items()
-                   if not k.startswith("x-") or k.startswith("x-qmulti")}
-        return amqp.Message(body, application_headers=headers, **props)
-
-    def _to_dead(self, chan: Any, queue: str, mid: str, body: bytes, reason: str) -> None:
-        msg = amqp.Message(body, delivery_mode=2, message_id=mid,
-                           application_headers={REASON: reason, ORIGIN: queue,
-                                                "x-qmulti-at": time.time()})
-        chan.basic_publish(msg, exchange="", routing_key=topology.dead_queue(queue))
 
     # -- fenced calls -------------------------------------------------------------------
     def held(self, delivery: Delivery) -> Held | None:
@@ -323,7 +297,7 @@ class AmqpBroker(Broker):
             lease = self.held(delivery)
             if lease is None:
                 return LOST
-            self._to_dead(chan, delivery.queue, delivery.mid, delivery.body, reason)
+            send_to_dead(chan, delivery.queue, delivery.mid, delivery.body, reason)
             chan.basic_ack(lease.tag)
             del self._held[delivery.token]
             return OK
@@ -394,68 +368,12 @@ class AmqpBroker(Broker):
         self.side.forget_dead(expiry)
         return 0  # RabbitMQ gave their messages back when their connections closed
 
-    # -- inspection ---------------------------------------------------------------------
-    def _known_queues(self, nodes: Sequence[Any]) -> list[str]:
-        names = set(self._declared) | {"celery"}
-        for record in nodes:
-            names.update(q for q in record.info.get("queues") or () if isinstance(q, str))
-        return sorted(names)
-
-    def _depth(self, chan: Any, queue: str) -> int | None:
-        try:
-            return int(chan.queue_declare(queue, passive=True).message_count)
-        except amqp.exceptions.NotFound:
-            return None
-
+    # -- inspection (inspection.py) ----------------------------------------------------
     def stats(self) -> BrokerStats:
-        nodes = self.side.nodes()
-        queues = self._known_queues(nodes)
-
-        def count(what: Sequence[str]) -> list[int | None]:
-            out: list[int | None] = []
-            for name in what:
-                if name in self._declared or name.removesuffix(".dead") in self._declared:
-                    # On the channel that acked, after the acks: counts include them.
-                    out.append(self.link.run(lambda ch, n=name: self._depth(ch, n)))
-                else:  # may be missing, which closes the channel asking: one each
-                    out.append(self.link.side_channel(lambda ch, n=name: self._depth(ch, n)))
-            return out
-        depths = count(queues)
-        dead = count([topology.dead_queue(q) for q in queues])
-        levels = [topology.level_name(k) for k in range(topology.LEVELS)]
-        ladder: list[int | None] = []
-        if self._ladder or count(levels[:1])[0] is not None:  # declared all together
-            ladder = self.link.side_channel(lambda ch: [self._depth(ch, n) for n in levels])
-        return BrokerStats({q: d for q, d in zip(queues, depths, strict=True) if d is not None},
-                           sum(n or 0 for n in ladder), len(self._held),
-                           sum(n or 0 for n in dead), nodes)
+        return inspection.stats(self)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        queues = self._known_queues(self.side.nodes())
-
-        def peek(chan: Any) -> list[tuple[float, DeadLetter]]:
-            # Unacked gets on a channel that is closed after: all go back, in order.
-            found: list[tuple[float, DeadLetter]] = []
-            for queue in queues:
-                if self._depth(chan, topology.dead_queue(queue)) is None:
-                    continue
-                while len(found) < 10 * limit:
-                    msg = chan.basic_get(topology.dead_queue(queue), no_ack=False)
-                    if msg is None:
-                        break
-                    head = msg.properties.get("application_headers") or {}
-                    reason = head.get(REASON) or (
-                        f"dead-lettered by RabbitMQ: {head.get('x-first-death-reason')}")
-                    body = msg.body if isinstance(msg.body, bytes) else bytes(msg.body)
-                    found.append((float(head.get("x-qmulti-at") or 0.0), DeadLetter(
-                        str(msg.properties.get("message_id") or ""), queue, str(reason),
-                        body)))
-            return found
-        try:
-            found = self.link.side_channel(peek)
-        except BrokerError:
-            return []
-        return [dl for _, dl in sorted(found, key=lambda p: p[0])[:max(limit, 0)]]
+        return inspection.dead_letters(self, limit)
 
     def purge(self, queue: str) -> int:
         def run(chan: Any) -> int:
