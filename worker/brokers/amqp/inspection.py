@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import amqp
 
-from qmulti.brokers.amqp import topology
+import qmulti.brokers.amqp.topology as topology
 from qmulti.brokers.amqp.messages import REASON
 from qmulti.brokers.base import BrokerStats, DeadLetter
 from qmulti.exceptions import BrokerError

@@ -8,7 +8,7 @@ from typing import Any
 
 import amqp
 
-from qmulti.brokers.amqp import topology
+import qmulti.brokers.amqp.topology as topology
 from qmulti.brokers.base import Delivery
 
 ETA = "x-qmulti-eta"  # the eta, so a delay longer than the ladder goes round again

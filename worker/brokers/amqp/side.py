@@ -42,10 +42,18 @@ class SideStore:
         if not self.usable:
             return None
         if self._store is None or self._pid != os.getpid():
-            from qmulti.brokers import create_broker
-
-            self._store, self._pid = create_broker(self.url, **self._options), os.getpid()
+            self._store, self._pid = self._connect(), os.getpid()
         return self._store
+
+    def _connect(self) -> Broker:
+        parsed = parse_url(self.url, "result backend")
+        if parsed.kind == "redis":
+            from qmulti.brokers.redis import RedisStore
+
+            return RedisStore(parsed.url, **self._options)
+        from qmulti.brokers.sqlite import SqliteStore
+
+        return SqliteStore(parsed.url, **self._options)
 
     def _required(self) -> Broker:
         store = self.store()

@@ -31,7 +31,8 @@ from typing import Any
 
 import amqp
 
-from qmulti.brokers.amqp import inspection, topology
+import qmulti.brokers.amqp.inspection as inspection
+import qmulti.brokers.amqp.topology as topology
 from qmulti.brokers.amqp.link import DRAIN_CHUNK, AmqpLink
 from qmulti.brokers.amqp.messages import ETA, Held, copy_message, send_to_dead
 from qmulti.brokers.amqp.side import SideStore
