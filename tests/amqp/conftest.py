@@ -53,6 +53,12 @@ def store_factory(amqp_url: str, tmp_path: Path) -> Iterator[StoreFactory]:
 
     def make(**options: Any) -> Any:
         store = AmqpBroker(amqp_url, result_backend=side, **options)
+        if not made:
+            # The delay ladder exists once any eta was sent; declaring its 28 quorum
+            # queues takes seconds on a loaded machine, which sub-second etas must not see.
+            from qmulti.brokers.amqp import topology
+
+            store.link.run(topology.declare_ladder)
         made.append(store)
         return store
 
