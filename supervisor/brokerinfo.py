@@ -30,6 +30,10 @@ class NodeBrokerInfo:
     finished: int | None = None
     heartbeat_age: float | None = None  # seconds since its last heartbeat
     autoscale: tuple[int, int] | None = None  # (MAX, MIN) children under --autoscale
+    hostname: str | None = None  # the host it runs on, as the node reported it
+    pid: int | None = None
+    children: int | None = None
+    started_at: float | None = None  # unix time
 
 
 @dataclass
@@ -141,9 +145,14 @@ def gather(url: str, cwd: str, now: float | None = None) -> BrokerInfo:
         scale = record.info.get("autoscale")
         bounds = (tuple(scale) if isinstance(scale, list) and len(scale) == 2
                   and all(_int(v) is not None for v in scale) else None)
+        kids = record.info.get("children")
+        started = record.info.get("started_at")
         info.nodes[name] = NodeBrokerInfo(
             _int(record.info.get("active")), _int(record.info.get("finished")),
-            max(0.0, now - record.heartbeat), bounds)  # type: ignore[arg-type]
+            max(0.0, now - record.heartbeat), bounds,  # type: ignore[arg-type]
+            str(record.info.get("hostname") or "") or None, _int(record.info.get("pid")),
+            len(kids) if isinstance(kids, list) else None,
+            float(started) if isinstance(started, (int, float)) else None)
     return info
 
 

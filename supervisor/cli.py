@@ -32,6 +32,12 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti get      NODE NODES [qworker options]
        qmulti supervise NODES [qworker options]
        qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
+       qmulti events   [--json] [-A MODULE | -b URL] [--oldest] [--limit N] [--timeout S]
+       qmulti inspect  CMD [-d NODES] [-A MODULE|-b URL] [--timeout S] [--json]
+       qmulti control  CMD [ARGS] [-d NODES] [-A MODULE|-b URL] [--timeout S] [--json]
+       qmulti purge    [-Q QUEUES] [-X QUEUES] [-f] [-A MODULE|-b URL]
+       qmulti result   ID [--traceback] [--json] [-A MODULE|-b URL]
+       qmulti call     NAME [--args JSON] [--kwargs JSON] [--queue Q] [--countdown S]
 NODES: a count (3 -> celery1..celery3) or names (w1 w2 w1@example.com).
 Per-node options: -c:1-3 4, -c:w1 8, --logfile:w2=w2.log; `--` passes the rest to
 every node; %h %n %d in options, %i %I in paths (expanded per pool child).
@@ -84,11 +90,28 @@ def cmd_beat(argv: list[str]) -> int:
     return beat_cmd.run(argv)
 
 
+def cmd_events(argv: list[str]) -> int:
+    from qmulti.supervisor import events_cmd
+
+    return events_cmd.run(argv)
+
+
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
 
     return supervise.run(_invocation(argv), os.getcwd())
+
+
+def _module_command(module: str) -> Command:
+    """A command of its own module (inspect, control, ...), imported when run."""
+
+    def run(argv: list[str]) -> int:
+        import importlib
+
+        return int(importlib.import_module(f"qmulti.supervisor.{module}").run(argv))
+
+    return run
 
 
 COMMANDS: dict[str, Command] = {
@@ -104,6 +127,12 @@ COMMANDS: dict[str, Command] = {
     "get": _lines(show.get),
     "supervise": cmd_supervise,
     "beat": cmd_beat,
+    "events": cmd_events,
+    "inspect": _module_command("inspect_cmd"),
+    "control": _module_command("control_cmd"),
+    "purge": _module_command("purge_cmd"),
+    "result": _module_command("result_cmd"),
+    "call": _module_command("call_cmd"),
 }
 
 
@@ -111,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # `--help` anywhere before a `--` asks for the usage (words after `--` are the nodes').
     before = args[:args.index("--")] if "--" in args else args
-    if not args or args[0] in ("help", "-h") or "--help" in before:
+    own_help = bool(args) and args[0] in ("inspect", "control", "purge", "result", "call")
+    if not args or args[0] in ("help", "-h") or ("--help" in before and not own_help):
         print(USAGE, file=sys.stdout if args else sys.stderr)
         return exitcodes.EX_OK if args else exitcodes.EX_USAGE
     command = COMMANDS.get(args[0])

@@ -4,17 +4,21 @@ The row is a dataclass; rendering goes through `as_dict()`. When the broker is
 known (`-A`, `-b` or QMULTI_BROKER_URL, as for `start`), each row also gets what the
 node's last heartbeat said (active and finished tasks, seconds since), and a
 footer (JSON: a top-level "broker" object) shows queue depths, scheduled, leased
-and dead-letter counts; see `supervisor.brokerinfo`. A broker that is down or
-missing is reported in that footer. Exit status: 0 when every node runs and the
-broker (when one is known) answers, 1 otherwise, so scripts can test it: nodes that
-run but cannot reach their broker do no work.
+and dead-letter counts; see `supervisor.brokerinfo`. Every broker the nodes use is
+read (once each; JSON "brokers" when there are several), and the nodes found there
+that run on other hosts get rows of their own, from their heartbeats, marked remote.
+A broker that is down or missing is reported in that footer. Exit status: 0 when
+every node runs and the brokers (when known) answer, 1 otherwise, so scripts can test
+it: nodes that run but cannot reach their broker do no work.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
@@ -41,9 +45,13 @@ class NodeStatus:
     finished: int | None = None  # tasks finished since the node started
     heartbeat_age: float | None = None  # seconds since the node's last heartbeat
     autoscale: tuple[int, int] | None = None  # (MAX, MIN) when the pool autoscales
+    remote: bool = False  # on another host: known from its heartbeat only
+    hostname: str | None = None  # the host of a remote node
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
+        if not self.remote:  # the same document as before for a node of this host
+            del doc["remote"], doc["hostname"]
         if self.autoscale is None:
             del doc["autoscale"]  # the same document as before for a fixed pool
         else:
@@ -103,7 +111,8 @@ def render_table(rows: list[NodeStatus], broker: bool = False) -> list[str]:
     head = ("NODE", "STATE", "PID", "UPTIME", "RSS", "CHILDREN")
     table = [head + (("ACTIVE", "FINISHED", "HEARTBEAT") if broker else ())]
     for row in rows:
-        cells: tuple[str, ...] = (row.name, row.state, _dash(row.pid),
+        state = f"{row.state} (remote: {row.hostname})" if row.remote else row.state
+        cells: tuple[str, ...] = (row.name, state, _dash(row.pid),
                                   _human_seconds(row.uptime), _human_bytes(row.rss),
                                   _children(row))
         if broker:
@@ -118,16 +127,46 @@ def render_table(rows: list[NodeStatus], broker: bool = False) -> list[str]:
 def broker_side(inv: Invocation, cwd: str,
                 environ: dict[str, str] | None = None) -> brokerinfo.BrokerInfo | None:
     """The broker's view, when something names the broker (the first node's)."""
-    if not inv.nodes:
-        return None
+    infos = brokers_side(inv, cwd, environ)
+    return next(iter(infos.values()), None) if infos else None
+
+
+def brokers_side(inv: Invocation, cwd: str, environ: dict[str, str] | None = None
+                 ) -> dict[str, brokerinfo.BrokerInfo]:
+    """Every broker the nodes use (each read once), by node name; a node whose broker
+    nothing names is absent."""
     env = dict(os.environ if environ is None else environ)
-    try:
-        url = brokerinfo.broker_url(inv.nodes[0], env, cwd)
-    except QmultiError as exc:  # a bad -A or URL: the pidfile rows are still worth seeing
-        return brokerinfo.BrokerInfo("?", error=mask_url(str(exc)))
-    if url is None:
-        return None
-    return brokerinfo.gather(url, cwd)
+    by_url: dict[str, brokerinfo.BrokerInfo] = {}
+    out: dict[str, brokerinfo.BrokerInfo] = {}
+    for node in inv.nodes:
+        try:
+            url = brokerinfo.broker_url(node, env, cwd)
+        except QmultiError as exc:  # a bad -A or URL: the pidfile rows are still worth seeing
+            out[node.name] = brokerinfo.BrokerInfo("?", error=mask_url(str(exc)))
+            continue
+        if url is None:
+            continue
+        if url not in by_url:
+            by_url[url] = brokerinfo.gather(url, cwd)
+        out[node.name] = by_url[url]
+    return out
+
+
+def remote_rows(infos: list[brokerinfo.BrokerInfo], listed: set[str],
+                here: str) -> list[NodeStatus]:
+    """Nodes on other hosts, as their heartbeats describe them, once each."""
+    rows: dict[str, NodeStatus] = {}
+    now = time.time()
+    for info in infos:
+        for name, seen in sorted(info.nodes.items()):
+            if name in listed or name in rows or not seen.hostname or seen.hostname == here:
+                continue
+            row = NodeStatus(name, "running", seen.pid, remote=True, hostname=seen.hostname,
+                             children=seen.children)
+            row.uptime = None if seen.started_at is None else max(0.0, now - seen.started_at)
+            _merge(row, info)
+            rows[name] = row
+    return list(rows.values())
 
 
 def _merge(row: NodeStatus, info: brokerinfo.BrokerInfo) -> None:
@@ -143,21 +182,26 @@ def run_status(inv: Invocation, cwd: str | None = None, out: TextIO | None = Non
     out = out or sys.stdout
     cwd = cwd or os.getcwd()
     rows = [node_status(node, cwd) for node in inv.nodes]
-    info = broker_side(inv, cwd, environ)
-    if info is not None:
-        for row in rows:
-            _merge(row, info)
+    by_node = brokers_side(inv, cwd, environ)
+    infos = list({id(i): i for i in by_node.values()}.values())  # each broker once
+    info = infos[0] if infos else None
+    for row in rows:
+        if row.name in by_node:
+            _merge(row, by_node[row.name])
+    remote = remote_rows(infos, {row.name for row in rows}, socket.gethostname())
     if inv.json:
-        doc: dict[str, Any] = {"nodes": [row.as_dict() for row in rows]}
+        doc: dict[str, Any] = {"nodes": [row.as_dict() for row in rows + remote]}
         if info is not None:
             doc["broker"] = info.as_dict()
+        if len(infos) > 1:
+            doc["brokers"] = [i.as_dict() for i in infos]
         print(json.dumps(doc, indent=2), file=out)
     else:
-        for line in render_table(rows, broker=info is not None):
+        for line in render_table(rows + remote, broker=info is not None):
             print(line, file=out)
-        if info is not None:
-            for line in brokerinfo.footer(info):
+        for each in infos:
+            for line in brokerinfo.footer(each):
                 print(line, file=out)
     running = all(row.state == "running" for row in rows)
-    reachable = info is None or info.answered
+    reachable = all(i.answered for i in infos)
     return exitcodes.EX_OK if running and reachable else exitcodes.EX_FAILURE

@@ -36,6 +36,7 @@ from qmulti.exceptions import BrokerError, SoftTimeLimitExceeded
 from qmulti.node import logs, proctitle
 from qmulti.node.execute import LOST_LEASE, Hooks, RateLimiter, Runtime, execute
 from qmulti.node.liveness import Liveness
+from qmulti.node.overrides import follow as follow_overrides
 from qmulti.node.pipehooks import PipeHooks, rss_kib
 from qmulti.node.retry import retrying
 from qmulti.system.backoff import Backoff
@@ -65,6 +66,7 @@ class ConsumerSpec:
     max_memory_kib: int | None = None
     concurrency: int = 1  # rate limits are shared out between the consumers
     liveness: Liveness | None = None  # the node's standing; None outside a node
+    overrides: Any = None  # qmulti.node.overrides.Overrides: remote-control changes
 
 
 class Consumer:
@@ -89,6 +91,8 @@ class Consumer:
         self.lock = threading.Lock()
         self.pending: list[Delivery] = []
         self.reaped_seen = 0  # the node's reaped count when `pending` was claimed
+        self.queues: Sequence[str] = spec.queues  # add_consumer/cancel_consumer change it
+        self.overrides_seen = 0
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler (prefork) or a call from the main thread (threads)."""
@@ -147,7 +151,8 @@ class Consumer:
                 if self.stop_requested:
                     break
                 reaped = 0 if live is None else live.reaped
-                batch = self.rt.broker.claim(self.spec.queues, self.spec.node_id, self.name,
+                follow_overrides(self)
+                batch = self.rt.broker.claim(self.queues, self.spec.node_id, self.name,
                                              self.spec.prefetch, CLAIM_TIMEOUT)
             except BrokerError as exc:
                 self.idle = False
@@ -177,6 +182,7 @@ class Consumer:
                 if self.stop_requested or not self.pending:
                     break
                 delivery = self.pending.pop(0)
+            follow_overrides(self)
             try:
                 if execute(self.rt, delivery, self.hooks) == LOST_LEASE:
                     # Claimed together, reaped together: the rest went back too.

@@ -8,17 +8,18 @@ time limits, heartbeats, and reconciles actual children against the desired coun
 No broker call, log line or kill ever happens inside a signal handler.
 
 The steps live in mixins, one concern each: nodesignals (what each signal does),
-childwatch (burying children, time limits, terminate) and brokerlink (connect,
-heartbeat, reaping, tidy). Run states are in qmulti.node.states.
+childwatch (burying children, time limits, terminate), brokerlink (connect,
+heartbeat, reaping, tidy) and control (remote control: a listener thread pokes the
+wake-up pipe, the loop answers). Run states are in qmulti.node.states.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import select
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +29,10 @@ from qmulti.node.autoscale import Autoscaler
 from qmulti.node.brokerlink import BrokerLink
 from qmulti.node.child import ChildSetup, ConsumerSpec
 from qmulti.node.childwatch import ChildWatch
+from qmulti.node.control import RemoteControl
 from qmulti.node.liveness import Liveness
 from qmulti.node.nodesignals import SignalHandlers
+from qmulti.node.overrides import Overrides
 from qmulti.node.pool import PreforkPool, ThreadPool, Worker
 from qmulti.node.states import COLD, RUNNING, STOPPING
 from qmulti.system.notify import Notifier
@@ -64,7 +67,7 @@ class NodeOptions:
     autoscale: tuple[int, int] | None = None  # (MAX, MIN) children
 
 
-class Node(SignalHandlers, ChildWatch, BrokerLink):
+class Node(SignalHandlers, ChildWatch, BrokerLink, RemoteControl):
     """One node: its pool children, its signals and its broker link (the mixins)."""
 
     def __init__(self, app: Any, opts: NodeOptions, notifier: Notifier,
@@ -90,7 +93,10 @@ class Node(SignalHandlers, ChildWatch, BrokerLink):
         self.next_beat = 0.0
         self.next_revoke_check = 0.0
         self.next_tidy = 0.0  # monotonic time of the next idle store housekeeping
-        self.fork_guard: Any = contextlib.nullcontext()  # qmulti.node.beat.Embedded's lock
+        # Held by the threads of this process that use SQLite (`-B`'s scheduler, the
+        # control listener) during each call: a fork mid-transaction would leave the
+        # child's SQLite believing its process holds the lock (it then waits forever).
+        self.fork_guard: Any = threading.Lock()  # or qmulti.node.beat.Embedded's
         self.beat_failures = 0
         # No reaping of other nodes before this (monotonic): after the broker was out of
         # reach, every node gets one full expiry to heartbeat again before any is judged.
@@ -99,10 +105,12 @@ class Node(SignalHandlers, ChildWatch, BrokerLink):
         self.liveness = Liveness(opts.heartbeat_expiry)
         self.last_status = ""
         self.next_status = 0.0
+        self.overrides = Overrides()  # before any fork: remote control's changes
         self.spec = ConsumerSpec(opts.name, self.node_id, opts.queues, opts.prefetch,
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
-                                 opts.concurrency, self.liveness)
+                                 opts.concurrency, self.liveness, self.overrides)
         self.scaler = None if opts.autoscale is None else Autoscaler(*opts.autoscale)
+        self.events: Any = None  # qmulti.node.events.NodeEvents under -E
         self.wakeup = Wakeup()
         if opts.pool == "prefork":
             self.pool: PreforkPool | ThreadPool = PreforkPool(self._child_setup)
@@ -117,11 +125,13 @@ class Node(SignalHandlers, ChildWatch, BrokerLink):
             return 0  # stopped by a signal before the broker came up
         if self.opts.purge:
             self._purge()
+        self._start_control()
         self._reconcile()
         self._maybe_ready()
         while self.state == RUNNING or self._waiting_for_children():
             self._wait(self._timeout())
             self._handle_signals()
+            self._handle_control()
             self._reap()
             self._check_time_limits()
             self._check_revoked()
@@ -268,6 +278,7 @@ class Node(SignalHandlers, ChildWatch, BrokerLink):
         }
 
     def _shutdown(self) -> None:
+        self._stop_control()
         broker = self.app.broker
         try:
             count = broker.release(self.node_id)

@@ -36,6 +36,8 @@ from qmulti.brokers.base import (
     ResultBackend,
 )
 from qmulti.brokers.redis.conn import RedisLink
+from qmulti.brokers.redis.control import RedisControl
+from qmulti.brokers.redis.events import RedisEvents
 from qmulti.brokers.redis.keys import (
     BEAT,
     NODEINFO,
@@ -66,7 +68,7 @@ def _eta_arg(eta: float | None) -> str:
     return "" if eta is None else repr(float(eta))
 
 
-class RedisStore(Broker, ResultBackend):
+class RedisStore(RedisEvents, RedisControl, Broker, ResultBackend):
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
 
