@@ -220,6 +220,7 @@ TABLE: tuple[Setting, ...] = (
     _S("broker_transport_options", "BROKER_TRANSPORT_OPTIONS", {}, _mapping),
     _S("result_backend_transport_options", None, {}, _mapping),
     _S("broker_max_deliveries", None, 5, _int_min(1)),
+    _S("broker_heartbeat", "BROKER_HEARTBEAT", 120.0, _seconds(True)),  # amqp:// only
     # -- modules the node imports at start --------------------------------------------
     _S("imports", "CELERY_IMPORTS", (), _names),
     _S("include", "CELERY_INCLUDE", (), _names),

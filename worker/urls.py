@@ -17,6 +17,7 @@ SCHEMES = {
     "redis": "redis", "rediss": "redis", "redis+socket": "redis", "unix": "redis",
     "sentinel": "redis",  # Redis under Sentinel: `sentinel://h1:26379;sentinel://h2:26379`
     "sqlite": "sqlite", "memory": "memory",
+    "amqp": "amqp", "pyamqp": "amqp", "amqps": "amqp", "rpc": "rpc",
 }
 # Celery's database backend names an SQLAlchemy dialect after `db+`; these are the ones
 # we store results in (SQLite through our own store, PostgreSQL through psycopg).
@@ -41,7 +42,7 @@ def mask_url(url: str) -> str:
 class ParsedURL:
     """Which kind of store a URL names; the store itself parses the details."""
 
-    kind: str  # "redis", "sqlite", "memory", or "postgres" (a result backend only)
+    kind: str  # "redis", "sqlite", "memory", "amqp"; "postgres", "rpc": result backends only
     url: str
 
     def __str__(self) -> str:
@@ -61,8 +62,12 @@ def parse_url(url: str | None, what: str = "broker") -> ParsedURL:
     if scheme.startswith("db+"):
         return _parse_db(url, scheme[3:], what)
     kind = SCHEMES.get(scheme)
+    if kind == "rpc" and what == "broker":
+        raise ConfigError(f"{mask_url(url)!r} is a result backend URL, not a broker: set it "
+                          "as result_backend beside an amqp:// broker")
     if kind is None:
-        supported = "redis://, rediss://, redis+socket://, sentinel://, sqlite:///, memory://"
+        supported = ("redis://, rediss://, redis+socket://, sentinel://, sqlite:///, memory://, "
+                     "amqp://")
         raise ConfigError(
             f"unsupported {what} URL {mask_url(url)!r}: use one of {supported}"
         )

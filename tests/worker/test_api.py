@@ -298,7 +298,7 @@ def test_unreachable_broker_fails_at_delay_with_the_url_masked() -> None:
 
 
 def test_bad_broker_scheme_fails_at_delay() -> None:
-    app = App(broker="amqp://user:secret@host//")
+    app = App(broker="kafka://user:secret@host//")
     task = app.task(add)
     with pytest.raises(ConfigError) as info:
         task.delay(1, 2)

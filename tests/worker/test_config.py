@@ -29,6 +29,7 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "beat_schedule": ({"tick": {"task": "t.add", "schedule": 5}},
                       {"tick": {"task": "t.add", "schedule": 5}}),
     "broker_max_deliveries": (9, 9),
+    "broker_heartbeat": (30, 30.0),
     "imports": (["a.tasks", "b.tasks"], ("a.tasks", "b.tasks")),
     "include": ("c.tasks", ("c.tasks",)),
     "task_serializer": ("application/x-python-serialize", "pickle"),

@@ -63,8 +63,8 @@ def test_bad_command_line_or_app(tmp_path: Path, args: list[str], code: int,
 @pytest.mark.parametrize(
     ("broker", "pattern"),
     [
-        ("amqp://guest@localhost//", r"unsupported broker URL 'amqp://guest@localhost//'"),
-        ("amqp://user:s3cret@localhost//", r"unsupported broker URL 'amqp://user:\*\*\*@"),
+        ("kafka://guest@localhost//", r"unsupported broker URL 'kafka://guest@localhost//'"),
+        ("kafka://user:s3cret@localhost//", r"unsupported broker URL 'kafka://user:\*\*\*@"),
         ("sqlite:///afile/q.sqlite3", r"afile is not a directory"),
         ("sqlite:///nodir/q.sqlite3", r"does not exist"),
     ],

@@ -29,7 +29,7 @@ flask_config = {{"DEBUG": True, "SECRET_KEY": "s3cret", "TESTING": False,
                 "SESSION_COOKIE_NAME": "session", "JSON_SORT_KEYS": True,
                 "CELERY_BROKER_URL": "memory://", "CELERY_RESULT_BACKEND": "memory://",
                 "CELERY_SEND_EVENTS": True, "CELERYD_POOL_RESTARTS": True,
-                "BROKER_HEARTBEAT": 10, "worker_disable_rate_limits": True,
+                "BROKER_FAILOVER_STRATEGY": "round-robin", "worker_disable_rate_limits": True,
                 "task_serialiser": "json"}}
 for n in range(3):  # several apps, several updates: still one line
     app = Celery("web" + str(n))
@@ -47,7 +47,7 @@ def test_flask_config_gives_one_warning_line_naming_the_celery_names(tmp_path: P
     lines = [line for line in err.splitlines() if line.startswith("WARNING")]
     assert len(lines) == 1, err
     line = lines[0]
-    for name in ("CELERY_SEND_EVENTS", "CELERYD_POOL_RESTARTS", "BROKER_HEARTBEAT",
+    for name in ("CELERY_SEND_EVENTS", "CELERYD_POOL_RESTARTS", "BROKER_FAILOVER_STRATEGY",
                  "worker_disable_rate_limits", "result_persistent",
                  "task_serialiser (did you mean task_serializer?)",
                  "task_acks_late (qmulti always acks after the result is stored)"):

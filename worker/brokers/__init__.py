@@ -21,6 +21,7 @@ from qmulti.brokers.base import (
     NodeRecord,
     ResultBackend,
 )
+from qmulti.exceptions import ConfigError
 from qmulti.urls import parse_url
 
 __all__ = ["Broker", "BrokerStats", "DeadLetter", "Delivery", "NodeRecord", "ResultBackend",
@@ -38,6 +39,10 @@ def create_broker(url: str | None, **options: Any) -> Broker:
         from qmulti.brokers.redis import RedisStore
 
         return RedisStore(parsed.url, **options)
+    if parsed.kind == "amqp":
+        from qmulti.brokers.amqp import AmqpBroker
+
+        return AmqpBroker(parsed.url, **options)
     from qmulti.brokers.memory import MemoryStore
 
     return MemoryStore(parsed.url, **{k: v for k, v in options.items() if k == "max_deliveries"})
@@ -47,7 +52,15 @@ def create_backend(url: str | None, broker: Broker | None = None, **options: Any
     """The backend for `url`; the broker itself when `url` is empty or names the same store."""
     if broker is not None and (not url or url == broker.url) and isinstance(broker, ResultBackend):
         return broker
+    if parse_url(broker.url if broker is not None else None).kind == "amqp":
+        from qmulti.brokers.amqp import backend_for
+
+        found = backend_for(url, broker)
+        if found is not None:
+            return found
     parsed = parse_url(url, "result backend")
+    if parsed.kind == "rpc":
+        raise ConfigError("the rpc:// result backend needs an amqp:// broker")
     if broker is not None and parsed.url == broker.url and isinstance(broker, ResultBackend):
         return broker  # `db+sqlite:///x.db` beside the broker `sqlite:///x.db`: one store
     if parsed.kind == "postgres":
@@ -86,6 +99,11 @@ def store_options(conf: Any, which: str = "broker") -> dict[str, Any]:
         "connect_timeout": connect_timeout,
         "socket_timeout": transport.get("socket_timeout"),
         **{key: passed.get(key) for key in PASSED_THROUGH},
+        # For amqp://, which keeps node records in the result backend (other stores
+        # take and ignore these).
+        "result_backend": getattr(conf, "result_backend", None),
+        "heartbeat": getattr(conf, "broker_heartbeat", None),
+        "transport_options": transport or None,
     }
     return {key: value for key, value in options.items() if value is not None}
 

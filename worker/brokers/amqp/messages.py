@@ -1,0 +1,40 @@
+"""The message shapes of the amqp:// broker: a lease as this process holds it, a copy
+sent round the delay ladder again, and a dead letter with its reason."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import amqp
+
+import qmulti.brokers.amqp.topology as topology
+from qmulti.brokers.base import Delivery
+
+ETA = "x-qmulti-eta"  # the eta, so a delay longer than the ladder goes round again
+REASON = "x-qmulti-reason"
+ORIGIN = "x-qmulti-queue"
+
+
+class Held:
+    """What this process knows of one of its leases."""
+
+    __slots__ = ("delivery", "node_id", "consumer", "tag", "reply_to")
+
+    def __init__(self, delivery: Delivery, node_id: str, consumer: str, tag: int,
+                 reply_to: str | None) -> None:
+        self.delivery, self.node_id, self.consumer = delivery, node_id, consumer
+        self.tag, self.reply_to = tag, reply_to
+
+
+def copy_message(msg: Any, body: bytes) -> Any:
+    props = {k: v for k, v in msg.properties.items() if k != "application_headers"}
+    headers = {k: v for k, v in (msg.properties.get("application_headers") or {}).items()
+               if not k.startswith("x-") or k.startswith("x-qmulti")}
+    return amqp.Message(body, application_headers=headers, **props)
+
+def send_to_dead(chan: Any, queue: str, mid: str, body: bytes, reason: str) -> None:
+    msg = amqp.Message(body, delivery_mode=2, message_id=mid,
+                       application_headers={REASON: reason, ORIGIN: queue,
+                                            "x-qmulti-at": time.time()})
+    chan.basic_publish(msg, exchange="", routing_key=topology.dead_queue(queue))

@@ -1,0 +1,131 @@
+"""What an `amqp://` broker keeps outside RabbitMQ: node records and beat's tick claims.
+
+RabbitMQ has no place to read a value back from (a queue can only be consumed), so node
+heartbeats for `qmulti status` and beat's exactly-once tick claims live in the result
+backend when that is one of our stores (`redis://`, `sqlite:///`).
+
+A tick must be claimed and published in one step, which two systems cannot do. So the
+claim puts the tick into an outbox queue of the side store in the same atomic step
+(`claim_tick` of that store), and a relay then publishes it to RabbitMQ (with a confirm)
+and acks it. A relay that dies in between holds a lease under its own node record, which
+expires like any node's, so the next relay republishes it: the tick is never lost, and
+is sent twice only when a relay died between RabbitMQ's confirm and its own ack.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from qmulti.brokers.base import Broker, NodeRecord
+from qmulti.exceptions import ConfigError
+from qmulti.urls import parse_url
+
+OUTBOX = "qmulti.amqp.outbox"
+Publish = Callable[[str, str, bytes], None]
+_OPTIONS = ("connect_timeout", "socket_timeout", "pool_limit", "max_deliveries")
+
+
+class SideStore:
+    def __init__(self, url: str | None, options: Mapping[str, Any]) -> None:
+        self.url = url
+        self._options = {k: v for k, v in options.items() if k in _OPTIONS}
+        self._store: Broker | None = None
+        self._pid = os.getpid()
+        kind = parse_url(url, "result backend").kind if url else None
+        self.usable = kind in ("redis", "sqlite")
+
+    def store(self) -> Broker | None:
+        if not self.usable:
+            return None
+        if self._store is None or self._pid != os.getpid():
+            self._store, self._pid = self._connect(), os.getpid()
+        return self._store
+
+    def _connect(self) -> Broker:
+        parsed = parse_url(self.url, "result backend")
+        if parsed.kind == "redis":
+            from qmulti.brokers.redis import RedisStore
+
+            return RedisStore(parsed.url, **self._options)
+        from qmulti.brokers.sqlite import SqliteStore
+
+        return SqliteStore(parsed.url, **self._options)
+
+    def _required(self) -> Broker:
+        store = self.store()
+        if store is None:
+            raise ConfigError(
+                "periodic tasks on an amqp:// broker need a shared store for their tick "
+                "claims: set result_backend to redis://... or sqlite:///path (rpc:// "
+                "keeps nothing others can read)")
+        return store
+
+    # -- node records --------------------------------------------------------------------
+    def heartbeat(self, node_id: str, info: Mapping[str, Any]) -> None:
+        store = self.store()
+        if store is not None:
+            store.heartbeat(node_id, info)
+
+    def unregister(self, node_id: str) -> None:
+        store = self.store()
+        if store is not None:
+            store.unregister(node_id)
+
+    def forget_dead(self, expiry: float) -> None:
+        store = self.store()
+        if store is not None:
+            store.requeue_dead_nodes(expiry)  # also takes back a dead relay's outbox lease
+
+    def nodes(self) -> Sequence[NodeRecord]:
+        store = self.store()
+        return [] if store is None else list(store.stats().nodes)
+
+    def clock(self) -> float:
+        store = self.store()
+        return time.time() if store is None else store.clock()
+
+    # -- beat ---------------------------------------------------------------------------
+    def beat_state(self, publish: Publish) -> dict[str, float]:
+        store = self._required()
+        self.relay(publish)
+        return store.beat_state()
+
+    def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes,
+                   publish: Publish) -> bool:
+        store = self._required()
+        sent = store.claim_tick(entry, due, OUTBOX, mid, queue.encode() + b"\0" + body)
+        if sent:
+            self.relay(publish)
+        return sent
+
+    def beat_forget(self, entries: Sequence[str]) -> None:
+        self._required().beat_forget(entries)
+
+    def relay(self, publish: Publish) -> int:
+        """Move every tick in the outbox to RabbitMQ; returns how many."""
+        store = self._required()
+        relay_id = f"amqp-relay@{socket.gethostname()}#{os.getpid()}"
+        store.heartbeat(relay_id, {"kind": "relay"})  # so a dead relay's lease expires
+        moved = 0
+        try:
+            while batch := store.claim([OUTBOX], relay_id, "relay", 50, 0):
+                for delivery in batch:
+                    queue, _, body = delivery.body.partition(b"\0")
+                    publish(queue.decode(), delivery.mid, body)
+                    store.ack([delivery])
+                    moved += 1
+        except BaseException:
+            store.release(relay_id)  # back in the outbox for the next relay
+            raise
+        finally:
+            store.unregister(relay_id)
+        return moved
+
+    def close(self) -> None:
+        if self._store is not None and self._pid == os.getpid():
+            self._store.close()
+        self._store = None
