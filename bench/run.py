@@ -18,11 +18,20 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from bench import canvas_section, multi_section, procs, redis_section, report, sqlite_section
+from bench import (
+    canvas_section,
+    events_section,
+    multi_section,
+    procs,
+    redis_section,
+    report,
+    sqlite_section,
+)
 from bench.outcome import Outcome, Sizes
 from bench.redis_proc import RedisProc
 
-SECTIONS = ("sqlite", "multi", "canvas", "redis")  # redis last: its ratio line ends the output
+# redis last: its ratio line ends the output
+SECTIONS = ("sqlite", "multi", "canvas", "events", "redis")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "sqlite" in wanted:
             print(sqlite_section.render(sqlite_section.run(root, run_id, sizes)), flush=True)
-        if {"multi", "canvas", "redis"} & set(wanted):
+        if {"multi", "canvas", "events", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
             celery_m, ours_m = multi_section.run(root, run_id, server, sizes)
@@ -90,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         if "canvas" in wanted and server is not None:
             celery_c, ours_c = canvas_section.run(root, run_id, server, sizes)
             print(canvas_section.render(celery_c, ours_c), flush=True)
+        if "events" in wanted and server is not None:
+            print(events_section.render(events_section.run(root, run_id, server, sizes), sizes),
+                  flush=True)
         if "redis" in wanted and server is not None:
             celery, ours = redis_section.run(root, run_id, server, sizes)
             print(f"Redis broker and backend, -c {sizes.concurrency} "

@@ -32,6 +32,7 @@ usage: qmulti start    NODES [--timeout S] [qworker options]
        qmulti get      NODE NODES [qworker options]
        qmulti supervise NODES [qworker options]
        qmulti beat     -A MODULE [-l LEVEL] [--list]   (periodic tasks; run any number)
+       qmulti events   [--json] [-A MODULE | -b URL] [--oldest] [--limit N] [--timeout S]
        qmulti inspect  CMD [-d NODES] [-A MODULE|-b URL] [--timeout S] [--json]
        qmulti control  CMD [ARGS] [-d NODES] [-A MODULE|-b URL] [--timeout S] [--json]
        qmulti purge    [-Q QUEUES] [-X QUEUES] [-f] [-A MODULE|-b URL]
@@ -89,6 +90,12 @@ def cmd_beat(argv: list[str]) -> int:
     return beat_cmd.run(argv)
 
 
+def cmd_events(argv: list[str]) -> int:
+    from qmulti.supervisor import events_cmd
+
+    return events_cmd.run(argv)
+
+
 def cmd_supervise(argv: list[str]) -> int:
     """Foreground: runs the nodes as children until TERM/INT (imported late, as above)."""
     from qmulti.supervisor import supervise
@@ -120,6 +127,7 @@ COMMANDS: dict[str, Command] = {
     "get": _lines(show.get),
     "supervise": cmd_supervise,
     "beat": cmd_beat,
+    "events": cmd_events,
     "inspect": _module_command("inspect_cmd"),
     "control": _module_command("control_cmd"),
     "purge": _module_command("purge_cmd"),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from qmulti import appstate
 from qmulti.appconn import Connections
 from qmulti.config import Config, Settings
+from qmulti.events.sent import SentEvents
 from qmulti.exceptions import ConfigError
 from qmulti.middleware import Middleware, Registry, Stack
 from qmulti.result import AsyncResult, ResultCache
@@ -152,6 +153,13 @@ class App(Sending, Connections):
                 self._result_cache = ResultCache(self.conf.result_cache_max)
             return self._result_cache
 
+    @property
+    def events(self) -> Any:
+        """Celery's `app.events`: `Receiver`, `State` and our `reader` (qmulti.events)."""
+        from qmulti.events import Events
+
+        return Events(self)
+
     # -- hooks (worker/middleware.py, worker/signals.py) ------------------------------------
     def add_middleware(self, middleware: Any) -> Middleware:
         """Install a middleware (instance, class or dotted path) after the `middleware`
@@ -171,7 +179,8 @@ class App(Sending, Connections):
             if self._finalized != (True, True):
                 self.finalize()  # the first use of the app's settings (Celery's first read)
             stamp = Signal.changes  # before what it covers: a race rebuilds, never misses
-            stack = self._hooks.build([SignalsMiddleware()], self.conf.middleware, stamp)
+            built_in = [SignalsMiddleware(), SentEvents(self.conf.task_send_sent_event)]
+            stack = self._hooks.build(built_in, self.conf.middleware, stamp)
             self._stack = stack
         return stack
 

@@ -260,6 +260,10 @@ TABLE: tuple[Setting, ...] = (
     _S("beat_schedule", "CELERYBEAT_SCHEDULE", {}, _mapping),
     _S("worker_heartbeat_interval", None, 2.0, _seconds(False)),
     _S("worker_heartbeat_expiry", None, 10.0, _seconds(False)),
+    # -- events (qmulti.events): -E, the producer's task-sent, the stream's cap ---------------
+    _S("worker_send_task_events", "CELERYD_SEND_EVENTS", False, _bool),
+    _S("task_send_sent_event", "CELERY_SEND_TASK_SENT_EVENT", False, _bool),
+    _S("event_stream_maxlen", None, 10_000, _int_min(1)),
 )
 
 BY_NAME: Mapping[str, Setting] = MappingProxyType({s.name: s for s in TABLE})

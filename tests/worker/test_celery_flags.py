@@ -30,7 +30,7 @@ def test_flags_qmulti_does_not_need_are_accepted_with_one_info_line(tmp_path: Pa
         node.wait_ready()
         assert app.send_task("tasks.add", (1, 2), check=False).get(timeout=30) == 3
         log = node.stderr()
-        for flag in ("-E/--task-events", "--statedb", "--without-gossip",
+        for flag in ("--statedb", "--without-gossip",
                      "--without-mingle", "--without-heartbeat"):
             lines = [line for line in log.splitlines() if "INFO/w1@" in line and
                      f"] {flag}:" in line]

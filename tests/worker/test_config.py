@@ -56,6 +56,9 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "worker_max_memory_per_child": (200000, 200000),
     "worker_heartbeat_interval": (1, 1.0),
     "worker_heartbeat_expiry": (30, 30.0),
+    "worker_send_task_events": ("yes", True),
+    "task_send_sent_event": (True, True),
+    "event_stream_maxlen": ("500", 500),
     "middleware": ("proj.hooks:Metrics", ("proj.hooks:Metrics",)),
 }
 

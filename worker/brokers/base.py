@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qmulti.brokers.control_base import ControlChannel
+from qmulti.brokers.events_base import EventStream
 
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_HEARTBEAT_EXPIRY = 10.0
@@ -83,7 +84,7 @@ class BrokerStats:
     nodes: Sequence[NodeRecord] = ()
 
 
-class Broker(ControlChannel, ABC):
+class Broker(EventStream, ControlChannel, ABC):
     """A message store with leases. Not thread-safe unless a subclass says so: each
     process (and each thread of the threads pool) uses its own instance, made after fork."""
 

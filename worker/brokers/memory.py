@@ -27,6 +27,7 @@ from qmulti.brokers.base import (
     ResultBackend,
 )
 from qmulti.brokers.memory_control import MemoryControl
+from qmulti.brokers.memory_events import MemoryEvents
 from qmulti.states import READY_STATES, REVOKED
 
 
@@ -41,7 +42,7 @@ class _Message:
     begun: bool = False  # this lease's delivery is counted
 
 
-class MemoryStore(MemoryControl, Broker, ResultBackend):
+class MemoryStore(MemoryEvents, MemoryControl, Broker, ResultBackend):
     """Both interfaces over plain dicts, guarded by one condition variable."""
 
     def __init__(self, url: str = "memory://", max_deliveries: int | None = None) -> None:

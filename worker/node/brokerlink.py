@@ -39,6 +39,7 @@ class BrokerLink:
     reap_after: float
     reaps_seen: int
     pending_release: list[str]
+    events: Any
 
     def _connect(self) -> bool:
         """Heartbeat once before forking: the node is ready only when the broker answers.
@@ -107,6 +108,8 @@ class BrokerLink:
             reaped = reaps > self.reaps_seen
             self.reaps_seen = max(reaps, self.reaps_seen)
             self.liveness.beat(reaped=reaped)
+            if self.events is not None:
+                self.events.heartbeat(self._info())
             if reaped:
                 self._reaped()
             if self.beat_failures:

@@ -38,6 +38,7 @@ class ChildWatch:
     respawn_at: dict[int, float]
     respawn_delay: dict[int, float]
     next_revoke_check: float
+    events: Any
 
     def _start_failed(self, w: Any, reason: str) -> None:  # pragma: no cover - Node's
         raise NotImplementedError
@@ -94,6 +95,8 @@ class ChildWatch:
             log.info("Gave back %d task(s) held by %s", count, consumer)
 
     def _store_time_limit(self, running: Any) -> None:
+        if self.events is not None:
+            self.events.time_limit(running)
         try:
             store_time_limit(self.app.broker, self.app.backend, running, self.opts.name,
                              result_ttl(self.app.conf))
@@ -101,6 +104,8 @@ class ChildWatch:
             log.error("Could not store the time-limit failure of %s: %s", running.task_id, err)
 
     def _store_terminated(self, running: Any) -> None:
+        if self.events is not None:
+            self.events.terminated(running)
         try:
             revoke.store_terminated(self.app.broker, self.app.backend, running,
                                     self.opts.name, result_ttl(self.app.conf))

@@ -21,6 +21,7 @@ import click
 
 from qmulti.exceptions import ConfigError, QmultiError, UsageError
 from qmulti.node import compat, logs
+from qmulti.node import events as node_events
 from qmulti.node.mainloop import ENV_REEXEC
 from qmulti.node.preflight import (
     check_log_files,
@@ -237,6 +238,8 @@ def _start(args: Args, level: int, app: Any, notifier: Notifier) -> int:
         for line in compat.notes(args):
             log.info("%s", line)
         node = Node(app, opts, notifier, pidfile)
+        if node_events.enabled(args, app):  # -E: before any child is forked
+            node.events = node_events.install(app, node)
         embedded = None
         if args.beat:
             from qmulti.node.beat import Embedded

@@ -16,8 +16,6 @@ from qmulti.exceptions import ConfigError, UsageError
 
 # flag -> why the node needs nothing for it (logged at INFO when given)
 NOT_NEEDED = {
-    "task_events": "-E/--task-events: accepted; qmulti sends no event stream yet: task "
-                   "states are in the result backend and `qmulti status` reads the broker",
     "statedb": "--statedb: not needed: revoked task ids are kept in the result backend, "
                "which outlives the node",
     "without_gossip": "--without-gossip: qmulti nodes do not gossip",
@@ -35,7 +33,8 @@ UNSUPPORTED_POOLS = {
 def options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the Celery-compatible options to the qworker click command."""
     decorators = [
-        click.option("-E", "--task-events", is_flag=True, help="accepted (see the log)"),
+        click.option("-E", "--task-events", is_flag=True,
+                     help="send task and worker events (see `qmulti events`)"),
         click.option("-B", "--beat", is_flag=True,
                      help="also run a periodic-task scheduler (any number of nodes may)"),
         click.option("--autoscale", metavar="MAX,MIN",

@@ -110,6 +110,7 @@ class Node(SignalHandlers, ChildWatch, BrokerLink, RemoteControl):
                                  opts.max_tasks_per_child, opts.max_memory_per_child,
                                  opts.concurrency, self.liveness, self.overrides)
         self.scaler = None if opts.autoscale is None else Autoscaler(*opts.autoscale)
+        self.events: Any = None  # qmulti.node.events.NodeEvents under -E
         self.wakeup = Wakeup()
         if opts.pool == "prefork":
             self.pool: PreforkPool | ThreadPool = PreforkPool(self._child_setup)

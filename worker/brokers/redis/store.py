@@ -37,6 +37,7 @@ from qmulti.brokers.base import (
 )
 from qmulti.brokers.redis.conn import RedisLink
 from qmulti.brokers.redis.control import RedisControl
+from qmulti.brokers.redis.events import RedisEvents
 from qmulti.brokers.redis.keys import (
     BEAT,
     NODEINFO,
@@ -67,7 +68,7 @@ def _eta_arg(eta: float | None) -> str:
     return "" if eta is None else repr(float(eta))
 
 
-class RedisStore(RedisControl, Broker, ResultBackend):
+class RedisStore(RedisEvents, RedisControl, Broker, ResultBackend):
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
 

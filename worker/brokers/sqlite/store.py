@@ -36,6 +36,7 @@ from qmulti.brokers.base import (
 )
 from qmulti.brokers.sqlite.beatstate import SqliteBeat
 from qmulti.brokers.sqlite.control import SqliteControl
+from qmulti.brokers.sqlite.events import SqliteEvents
 from qmulti.brokers.sqlite.inspection import SqliteInspection
 from qmulti.brokers.sqlite.results import POLL_FIRST, SqliteResults
 from qmulti.brokers.sqlite.schema import (
@@ -58,7 +59,8 @@ _TAIL_SEQ = (f"IFNULL((SELECT MAX(m.seq) FROM messages m WHERE m.queue = ? "
              f"AND m.state = {READY}), 0) + 1")
 
 
-class SqliteStore(SqliteControl, SqliteBeat, SqliteInspection, Broker, SqliteResults):
+class SqliteStore(SqliteEvents, SqliteControl, SqliteBeat, SqliteInspection, Broker,
+                  SqliteResults):
     """Broker and result backend over one SQLite file. Safe to share between threads (one
     lock per instance) and across fork (a child makes its own connection on first use)."""
 
