@@ -19,7 +19,7 @@ def test_purge_empties_one_queue_only(tmp_path: Path, redis_server: RedisServer)
     node = Node(tmp_path, "p1@here", "-c", "1", "--prefetch-multiplier", "2", "-Q", "busy")
     try:
         wait_answering(app, ["p1@here"])
-        held = [app.send_task("tasks.slow", (3, i), queue="busy") for i in range(3)]
+        held = [app.send_task("tasks.slow", (5, i), queue="busy") for i in range(3)]
         # One running, one prefetched (leased), one waiting in `busy`.
         wait_for(lambda: app.broker.stats().leased == 2, 30, "two leased messages")
         for i in range(5):
@@ -35,6 +35,6 @@ def test_purge_empties_one_queue_only(tmp_path: Path, redis_server: RedisServer)
         assert stats.queues["default"] == 0 and stats.queues["other"] == 1
         assert stats.leased >= 1  # what the node holds is its own
         # Every task the node held still completes; the one waiting in `busy` too.
-        assert sorted(r.get(timeout=30) for r in held) == [0, 1, 2]
+        assert sorted(r.get(timeout=60) for r in held) == [0, 1, 2]
     finally:
         node.close()
