@@ -60,7 +60,7 @@ def start(inv: Any, cwd: str, opts: dict[str, str]) -> Any:
     spec = brokerinfo._option(node, "--app")
     if spec is None:
         raise UsageError("--dashboard needs -A MODULE")
-    url = brokerinfo.broker_url(node, dict(os.environ), cwd)
+    url, _options = brokerinfo.broker_settings(node, dict(os.environ), cwd)
     from qmulti.supervisor.dashboard.command import Dashboard, load
 
     previous = os.getcwd()
