@@ -3,6 +3,7 @@ amqp:// store factory that the reused broker contract tests run on."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +21,19 @@ if WORKER_TESTS not in sys.path:
     sys.path.append(WORKER_TESTS)
 
 
+OPT_IN = "QMULTI_TEST_AMQP"
+
+
 @pytest.fixture(scope="session")
 def vhost_pool() -> Iterator[rabbit_vhost.VhostPool]:
+    if os.environ.get(OPT_IN) != "1":
+        # Each test vhost gets the 28 quorum queues of the delay ladder: a session's pool
+        # of 40 made ~1,100 on the machine's shared RabbitMQ, and leftovers of killed
+        # sessions once wedged it (vhost add/delete took 60 s, then it would not boot).
+        # Until the ladder is declared lazily and the pool is small, these tests run only
+        # when asked for.
+        pytest.skip(f"RabbitMQ tests are opt-in: set {OPT_IN}=1 (they use the machine's "
+                    "RabbitMQ on 127.0.0.1:5672 with vhosts of their own)")
     why = rabbit_vhost.unavailable()
     if why:
         pytest.skip(why)
