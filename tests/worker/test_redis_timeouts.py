@@ -27,7 +27,9 @@ def test_the_settings_reach_the_link(redis_server: RedisServer) -> None:
               broker_pool_limit=3, broker_transport_options={"socket_timeout": 1.5})
     assert store_options(app.conf) == {"max_deliveries": app.conf.broker_max_deliveries,
                                        "pool_limit": 3, "connect_timeout": 2,
-                                       "socket_timeout": 1.5}
+                                       "socket_timeout": 1.5,
+                                       "heartbeat": app.conf.broker_heartbeat,
+                                       "transport_options": {"socket_timeout": 1.5}}
     for store in (app.broker, app.backend, *connect(app.conf), *connect(app.conf, app.broker.url)):
         link = link_of(store)
         assert (link.socket_timeout, link.connect_timeout, link.pool_limit) == (1.5, 2.0, 3)
