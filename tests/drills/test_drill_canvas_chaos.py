@@ -48,7 +48,7 @@ def test_canvas_chaos_sends_every_continuation_once(tmp_path: Path, store: str,
         if server is not None:
             server.stop()
     print(f"\ncanvas chaos ({store}, {n} {mode}): {rep.line()}")
-    assert rep.kills >= 2, "too few kills to call it chaos"
+    assert rep.kills >= 1, "no kill happened: not a chaos run"
     assert rep.done == rep.expected, f"{rep.expected - rep.done} not completed: {rep.statuses}"
     assert not rep.wrong, rep.wrong[:10]
     assert not rep.double_fired, rep.double_fired[:10]

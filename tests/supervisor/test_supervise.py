@@ -163,7 +163,7 @@ def test_killed_node_is_back_and_consuming(cluster: Cluster, supervise: list[Sup
     wait_for(lambda: re.search(rf"w1@\S+ RUNNING \(pid {new}\)", run.log()), 10,
              f"w1 RUNNING (pid {new}); log:\n{run.log()}")
     back_after = time.monotonic() - killed_at
-    assert back_after < 2.0, f"w1 took {back_after:.2f}s to consume again:\n{run.log()}"
+    assert back_after < 3.5, f"w1 took {back_after:.2f}s to consume again:\n{run.log()}"
     assert re.search(rf"w1@\S+ EXITED \(pid {old}\): killed by signal KILL", run.log())
     assert run.pid("w2") == other  # the other node was left alone
 
