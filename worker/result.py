@@ -314,38 +314,6 @@ class EagerResult(AsyncResult):
 
     wait = get
 
-    def _wait_following_parents(self, timeout: float | None) -> bytes | None:
-        """Wait in growing slices, looking between them for a failed step before this
-        one. Steps finish in order, so the walk up stops at the first one that
-        succeeded, and one seen succeeded is never read again."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        succeeded: set[str] = set()
-        step = 0.05
-        while True:
-            parent = self.parent
-            while parent is not None and parent.id not in succeeded:
-                state = parent.state if isinstance(parent, AsyncResult) else None
-                if state == states.SUCCESS:
-                    succeeded.add(parent.id)
-                    break
-                if state in (states.FAILURE, states.REVOKED):
-                    parent.get(propagate=True, follow_parents=False)
-                parent = getattr(parent, "parent", None)
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return None
-            blob = self._app().backend.wait(self.id, step if left is None else min(step, left))
-            if blob is not None:
-                return blob
-            step = min(step * 2, 1.0)
-
-    def collect(self, intermediate: bool = False, **kwargs: Any) -> Any:
-        """(result, value) for this task and then, depth first, every task it sent
-        (`children`), waiting for each: Celery's walk of a result graph."""
-        yield self, self.get(**kwargs)
-        for child in self.children or ():
-            yield from child.collect(intermediate=intermediate, **kwargs)
-
     def forget(self) -> None:
         pass
 
