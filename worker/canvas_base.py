@@ -238,6 +238,13 @@ class group(Signature):  # noqa: N801 - Celery's name
     def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
         return self.apply_async(args, kwargs)
 
+    def freeze(self, _id: str | None = None, group_id: str | None = None,
+               **_ignored: Any) -> GroupResult:  # type: ignore[override]
+        """Fix the group's id and every member's, as Celery does: the GroupResult is
+        known before sending, and `apply_async` sends under these ids."""
+        gid = self.options.setdefault("task_id", _id or group_id or new_id())
+        return GroupResult(gid, [t.freeze() for t in self.tasks], app=self.app)
+
     def apply_async(self, args: Iterable[Any] | None = None,
                     kwargs: Mapping[str, Any] | None = None, route_name: str | None = None,
                     **options: Any) -> GroupResult:
@@ -248,6 +255,10 @@ class group(Signature):  # noqa: N801 - Celery's name
         if any(t.subtask_type in _COMPOSITE for t in members):  # chains, chords inside
             return HOOKS["send"](group(members, app=self._app, task_id=group_id, **options),
                                  link=link, link_error=link_error)
+        sent = HOOKS["send_members"](self.app, members, options, group_id, link, link_error)
+        if sent is not None:  # published in one broker call
+            return sent
+        # Eager mode or publish hooks: each member through its own task.apply_async.
         results = [t.apply_async(**options, **_links(link, link_error)) for t in members]
         return GroupResult(group_id, results, app=self.app)
 

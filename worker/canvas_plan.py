@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from qmulti.brokers.base import marker_ttl
 from qmulti.canvas_base import HOOKS, KINDS, Signature, group, signature
 from qmulti.protocol import new_id
 from qmulti.result import AsyncResult
@@ -202,16 +203,38 @@ def send(sig: Signature, link: Any = None, link_error: Any = None, **options: An
     out = Plan()
     plan(app, sig, out)  # everything checked and encoded before anything is sent
     broker = app.broker
+    life = marker_ttl(app.conf.result_expires)  # as long as its members' results
     for chord_id, size, body in out.chords:
-        broker.chord_init(chord_id, size, body, app.conf.result_expires)
-    publish_many = getattr(broker, "publish_many", None)
-    if publish_many is not None:
-        publish_many(out.messages)
-    else:
-        for m in out.messages:
-            broker.publish(m.queue, m.mid, m.body, m.eta)
+        broker.chord_init(chord_id, size, body, life)
+    broker.publish_many(out.messages)
     return result
+
+
+def send_members(app: App, members: Sequence[Signature], options: dict[str, Any],
+                 group_id: str, link: Any, link_error: Any) -> GroupResult | None:
+    """A plain group's members (cloned already) in one broker call (`publish_many`), or
+    None where each must go through its own `apply_async`: eager mode, publish hooks
+    to run per message, or an option this plan does not carry."""
+    known = _SENT | _NOT_SENT
+    if app.conf.task_always_eager or app.middleware.publishing or \
+            not known.issuperset(options):
+        return None
+    out = Plan()
+    results = []
+    for sig in members:
+        if not known.issuperset(sig.options):
+            return None
+        sig.options.update(options)  # the call's options win, as in Signature.apply_async
+        with_links(sig, link, link_error)
+        task = app.tasks.get(sig.name)
+        if task is not None and task.typing:
+            task._check_arguments(sig.args, sig.kwargs)
+        results.append(freeze(sig, app))
+        plan(app, sig, out)  # every member encoded before anything is sent
+    app.broker.publish_many(out.messages)
+    return GroupResult(group_id, results, app=app)
 
 
 
 HOOKS["send"] = send
+HOOKS["send_members"] = send_members

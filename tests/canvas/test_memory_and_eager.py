@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from qmulti import App, ChordError
+from qmulti import App, ChordError, GroupResult
 from qmulti.canvas import chain, chord, group
 from qmulti.node.execute import Runtime, execute
 
@@ -173,3 +173,26 @@ def test_a_revoked_header_task_fails_the_chord(mem: tuple[App, dict[str, Any]]) 
     work(app)
     with pytest.raises(ChordError, match=revoked.id):
         r.get(timeout=1)
+
+
+def test_group_freeze_gives_a_group_result_that_apply_async_keeps(
+        mem: tuple[App, dict[str, Any]]) -> None:
+    app, t = mem
+    g = group(t["add"].s(i, i) for i in range(3))
+    frozen = g.freeze()
+    assert isinstance(frozen, GroupResult)
+    r = g.apply_async()
+    assert work(app) == 3
+    assert r.id == frozen.id and [m.id for m in r.results] == [m.id for m in frozen.results]
+    assert frozen.get(timeout=1) == [0, 2, 4]
+
+
+def test_a_group_is_checked_whole_then_published_in_one_call(
+        mem: tuple[App, dict[str, Any]]) -> None:
+    app, t = mem
+    with pytest.raises(TypeError, match="add"):  # the third member: nothing sent at all
+        group([t["add"].s(1, 1), t["add"].s(2, 2), t["add"].s(1, 2, 3)]).apply_async()
+    assert work(app) == 0
+    r = group(t["add"].s(i, i) for i in range(3)).apply_async(queue="elsewhere")
+    assert app.broker.stats().queues.get("elsewhere") == 3 and work(app) == 0
+    assert len(r.results) == 3

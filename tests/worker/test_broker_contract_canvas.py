@@ -164,8 +164,37 @@ def test_get_many_reads_results_in_order(store_factory: Any) -> None:
 
 def test_publish_many_is_publish_each(store_factory: Any) -> None:
     store = store_factory()
-    many = getattr(store, "publish_many", None)
-    if many is None:
-        pytest.skip("this store publishes one by one")
-    many([Message(Q, f"p{i}", b"x") for i in range(5)] + [Message(Q, "p0", b"again")])
-    assert ready(store, Q) == 5
+    later = Message("other", "p-later", b"y", time.time() + 60)
+    store.publish_many([Message(Q, f"p{i}", b"x") for i in range(5)]
+                       + [Message(Q, "p0", b"again"), later])
+    assert ready(store, Q) == 5 and store.stats().scheduled == 1
+    assert bodies(store, Q) == [b"x"] * 5  # a re-sent mid is one message, the first
+
+
+def test_a_chord_left_incomplete_is_forgotten_after_its_life_unless_it_progresses(
+        store_factory: Any) -> None:
+    """A producer that died before sending every member leaves a chord that can never
+    fire: its record goes after `ttl`; a member's finish renews it."""
+    store = store_factory()
+    store.heartbeat(A, {})
+    store.chord_init("lost", 1, Message("bodies", "lost-body", b"never"), ttl=0.3)
+    store.chord_init("slow", 2, Message("bodies", "slow-body", b"slow"), ttl=0.6)
+    _members(store, 1)
+    assert store.finish(lease(store), "s0", "SUCCESS", b"r", store, None,
+                        Continuation("s0", (), ChordPart("slow", "bodies", "s0"))) == OK
+    start = time.monotonic()
+    wait_for(lambda: time.monotonic() - start > 0.8, timeout=5, what="both lives over")
+    store.publish(Q, "late-lost", b"m")
+    store.publish(Q, "late-slow", b"m")
+    assert store.finish(lease(store), "l0", "SUCCESS", b"r", store, None,
+                        Continuation("l0", (), ChordPart("lost", "bodies", "l0"))) == OK
+    assert ready(store, "bodies") == 0  # forgotten: nothing fires
+    assert store.finish(lease(store), "s1", "SUCCESS", b"r", store, None,
+                        Continuation("s1", (), ChordPart("slow", "bodies", "s1"))) == OK
+    assert bodies(store, "bodies") == [b"slow"]  # renewed by s0's finish, so it fired
+    # an expired chord id can be recorded afresh (a producer re-sending it later)
+    store.chord_init("lost", 1, Message("bodies", "new-body", b"new"), ttl=60)
+    store.publish(Q, "again", b"m")
+    assert store.finish(lease(store), "l1", "SUCCESS", b"r", store, None,
+                        Continuation("l1", (), ChordPart("lost", "bodies", "l1"))) == OK
+    assert bodies(store, "bodies") == [b"new"]

@@ -147,6 +147,12 @@ class Broker(EventStream, ControlChannel, ABC):
         """Store a message; with an eta in the future it waits in the broker until then.
         A mid that is stored already is left as it is, so a re-sent publish is one."""
 
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """`publish` of each, as few broker calls as the store allows (a group, a chord's
+        header); a store that can do it in one overrides this."""
+        for m in messages:
+            self.publish(m.queue, m.mid, m.body, m.eta)
+
     # -- consuming -----------------------------------------------------------------------
     @abstractmethod
     def claim(self, queues: Sequence[str], node_id: str, consumer: str, limit: int,
@@ -221,7 +227,10 @@ class Broker(EventStream, ControlChannel, ABC):
                    ttl: float | None = None) -> None:
         """Record a chord before any of its members is sent: its size and the body message
         that the member completing it publishes. A chord recorded already is left as it is
-        (a re-send, or a re-run of the step that starts it)."""
+        (a re-send, or a re-run of the step that starts it). Unless `ttl` is None or 0 the
+        record lives `ttl` seconds, renewed (for `marker_ttl` of the finishing task's
+        ttl) by each member's finish: a chord whose producer died before sending every
+        member is forgotten, not kept for ever."""
         raise NotImplementedError(f"{type(self).__name__} has no canvas support")
 
     # -- nodes and leases ----------------------------------------------------------------

@@ -29,6 +29,7 @@ from qmulti.brokers.base import (
     Message,
     NodeRecord,
     ResultBackend,
+    marker_ttl,
 )
 from qmulti.brokers.browse import MemoryBrowse
 from qmulti.brokers.memory_control import MemoryControl
@@ -53,6 +54,7 @@ class _Chord:
     body: Message
     done: set[str]
     fired: bool = False
+    expires: float | None = None  # unfired past this, it is gone (see Broker.chord_init)
 
 
 class MemoryStore(MemoryBrowse, MemoryEvents, MemoryControl, Broker, ResultBackend):
@@ -88,6 +90,12 @@ class MemoryStore(MemoryBrowse, MemoryEvents, MemoryControl, Broker, ResultBacke
             else:
                 self._ready.setdefault(queue, deque()).append(mid)
             self._cond.notify_all()
+
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """All under one hold of the lock: a claimer sees none or all of them."""
+        with self._cond:
+            for m in messages:
+                self.publish(m.queue, m.mid, m.body, m.eta)
 
     def _move_due(self) -> float | None:
         """Move due scheduled messages; return the next eta still waiting."""
@@ -173,9 +181,11 @@ class MemoryStore(MemoryBrowse, MemoryEvents, MemoryControl, Broker, ResultBacke
             for m in then.messages:
                 self.publish(m.queue, m.mid, m.body, m.eta)
             part = then.chord
-            chord = None if part is None else self._chords.get(part.chord_id)
+            chord = None if part is None else self._live_chord(part.chord_id)
             if part is not None and chord is not None and not chord.fired:
                 chord.done.add(part.member)
+                if chord.expires is not None:  # a chord in progress lives on
+                    chord.expires = time.time() + marker_ttl(ttl)
                 if len(chord.done) >= chord.size or state in FIRES_AT_ONCE:
                     chord.fired = True
                     chord.done.clear()
@@ -186,7 +196,16 @@ class MemoryStore(MemoryBrowse, MemoryEvents, MemoryControl, Broker, ResultBacke
     def chord_init(self, chord_id: str, size: int, body: Message,
                    ttl: float | None = None) -> None:
         with self._cond:
-            self._chords.setdefault(chord_id, _Chord(size, body, set()))
+            if self._live_chord(chord_id) is None:
+                self._chords[chord_id] = _Chord(size, body, set(),
+                                                expires=time.time() + ttl if ttl else None)
+
+    def _live_chord(self, chord_id: str) -> _Chord | None:
+        chord = self._chords.get(chord_id)
+        if chord is not None and chord.expires is not None and chord.expires <= time.time():
+            del self._chords[chord_id]
+            return None
+        return chord
 
     def nack(self, deliveries: Sequence[Delivery]) -> str:
         with self._cond:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from qmulti import protocol
-from qmulti.brokers.base import ChordPart, Continuation
+from qmulti.brokers.base import ChordPart, Continuation, marker_ttl
 from qmulti.canvas_base import signature
 from qmulti.canvas_options import CANVAS_OPTIONS, takes_request
 from qmulti.canvas_plan import Plan, attach, freeze, plan, with_links
@@ -93,8 +93,9 @@ def replaced(rt: Any, env: protocol.Envelope, sig: Any) -> Continuation:
 
 
 def _init_chords(rt: Any, out: Plan) -> None:
+    life = marker_ttl(rt.ttl)
     for chord_id, size, body in out.chords:  # idempotent, so retried through an outage
-        retrying(rt, lambda c=chord_id, n=size, b=body: rt.broker.chord_init(c, n, b, rt.ttl))
+        retrying(rt, lambda c=chord_id, n=size, b=body: rt.broker.chord_init(c, n, b, life))
 
 
 def _call_errback(rt: Any, sig: Any, request: Any, exc: BaseException | None,

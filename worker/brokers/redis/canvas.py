@@ -90,7 +90,7 @@ class RedisCanvas:
                    ttl: float | None = None) -> None:
         self._queue(body.queue)
         self._link.script("chord_init", (chord_keys(chord_id)[0],),
-                          (int(size), body.mid, body.body, eta_arg(body.eta)))
+                          (int(size), body.mid, body.body, eta_arg(body.eta), ttl_ms(ttl)))
 
     def publish_many(self, messages: Sequence[Message]) -> None:
         """Many publishes (a chord's header) pipelined: each is its own atomic script."""

@@ -66,8 +66,9 @@ class SqliteCanvas:
         part = then.chord
         if part is None:
             return
-        row = conn.execute("SELECT size, fired, queue, mid, eta, body FROM chords "
-                           "WHERE chord_id = ?", (part.chord_id,)).fetchone()
+        row = conn.execute("SELECT size, fired, queue, mid, eta, body, expires FROM chords "
+                           "WHERE chord_id = ? AND (expires IS NULL OR expires > ?)",
+                           (part.chord_id, now)).fetchone()
         if row is None or row[1]:
             return  # unknown (expired) or fired already
         conn.execute("INSERT INTO chord_done (chord_id, member) VALUES (?, ?) "
@@ -75,6 +76,9 @@ class SqliteCanvas:
         done = conn.execute("SELECT count(*) FROM chord_done WHERE chord_id = ?",
                             (part.chord_id,)).fetchone()[0]
         if done < row[0] and state not in FIRES_AT_ONCE:
+            if row[6] is not None:  # a chord in progress lives on
+                conn.execute("UPDATE chords SET expires = ? WHERE chord_id = ?",
+                             (now + marker_ttl(ttl), part.chord_id))
             return
         conn.execute("UPDATE chords SET fired = 1, body = NULL, expires = ? "
                      "WHERE chord_id = ?", (now + marker_ttl(ttl), part.chord_id))
@@ -84,12 +88,15 @@ class SqliteCanvas:
     @translated
     def chord_init(self, chord_id: str, size: int, body: Message,
                    ttl: float | None = None) -> None:
-        with self._write() as conn:
-            conn.execute("DELETE FROM chords WHERE expires < ?", (time.time(),))
-            conn.execute("INSERT INTO chords (chord_id, size, queue, mid, eta, body) "
-                         "VALUES (?,?,?,?,?,?) ON CONFLICT (chord_id) DO NOTHING",
+        now = time.time()
+        with self._write() as conn:  # expired records go first, their member sets too
+            conn.execute("DELETE FROM chord_done WHERE chord_id IN "
+                         "(SELECT chord_id FROM chords WHERE expires < ?)", (now,))
+            conn.execute("DELETE FROM chords WHERE expires < ?", (now,))
+            conn.execute("INSERT INTO chords (chord_id, size, queue, mid, eta, body, expires) "
+                         "VALUES (?,?,?,?,?,?,?) ON CONFLICT (chord_id) DO NOTHING",
                          (chord_id, int(size), body.queue, body.mid, body.eta,
-                          bytes(body.body)))
+                          bytes(body.body), now + ttl if ttl else None))
 
     @translated
     def publish_many(self, messages: Sequence[Message]) -> None:

@@ -57,7 +57,13 @@ local function send_on()
   local chord = redis.call('HMGET', KEYS[7], 'size', 'fired')
   if not chord[1] or chord[2] then return end  -- unknown (expired), or fired already
   redis.call('SADD', KEYS[8], ARGV[9])
-  if redis.call('SCARD', KEYS[8]) < tonumber(chord[1]) and ARGV[11] ~= '1' then return end
+  if redis.call('SCARD', KEYS[8]) < tonumber(chord[1]) and ARGV[11] ~= '1' then
+    if redis.call('PTTL', KEYS[7]) > 0 then  -- a chord in progress lives on, set and all
+      redis.call('PEXPIRE', KEYS[7], ARGV[8])
+      redis.call('PEXPIRE', KEYS[8], ARGV[8])
+    end
+    return
+  end
   local body = redis.call('HMGET', KEYS[7], 'mid', 'body', 'eta')
   redis.call('HSET', KEYS[7], 'fired', '1')
   redis.call('HDEL', KEYS[7], 'body')
