@@ -43,30 +43,42 @@ def rtt(task_name: str, count: int, warmup: int) -> dict[str, Any]:
     return {"latencies": latencies}
 
 
-def canvas(kind: str, count: int) -> dict[str, Any]:
+def canvas(kind: str, count: int, limit: float = 600.0) -> dict[str, Any]:
     """One canvas call, send to last result: the same code on both sides (the task
-    module imports `group` from its own library)."""
+    module imports `group` from its own library). A side that has not finished within
+    `limit` seconds is reported as such (`{"timeout": limit}`), not as a crash."""
     tasks = importlib.import_module("tasks")
     tasks.add.delay(1, 1).get(timeout=30)  # connected and warm before the clock starts
     start = time.perf_counter()
-    if kind == "group":
-        values = tasks.group(tasks.add.s(i, i) for i in range(count)).apply_async().get(
-            timeout=600)
-    elif kind == "chord":  # the body gets every header result: one value to check
-        total = tasks.chord(tasks.add.s(i, i) for i in range(count))(tasks.tsum.s()).get(
-            timeout=600)
-        values = [2 * i for i in range(count)] if total == count * (count - 1) else None
-    elif kind == "chain":  # `count` steps one after the other, each adding 1
-        last = tasks.chain([tasks.add.s(0, 1)] + [tasks.add.s(1) for _ in range(count - 1)])
-        values = [2 * i for i in range(count)] if last.apply_async().get(
-            timeout=600) == count else None
-    else:  # "starmap": one message, the node loops
-        values = tasks.add.starmap([(i, i) for i in range(count)]).apply_async().get(
-            timeout=600)
+    try:
+        values = _canvas_values(tasks, kind, count, lambda: max(
+            0.1, limit - (time.perf_counter() - start)))
+    except Exception as exc:  # both libraries name their get() timeout TimeoutError
+        if type(exc).__name__ != "TimeoutError":
+            raise
+        return {"timeout": limit, "count": count}
     seconds = time.perf_counter() - start
     if values != [2 * i for i in range(count)]:
         raise SystemExit(f"{kind}: wrong results")
     return {"seconds": seconds, "count": count}
+
+
+def _canvas_values(tasks: Any, kind: str, count: int, left: Any) -> Any:
+    """The results of one canvas call as a list to check; `left()`: seconds to wait."""
+    if kind == "group":
+        return tasks.group(tasks.add.s(i, i) for i in range(count)).apply_async().get(
+            timeout=left())
+    if kind == "chord":  # the body gets every header result: one value to check
+        total = tasks.chord(tasks.add.s(i, i) for i in range(count))(tasks.tsum.s()).get(
+            timeout=left())
+        return [2 * i for i in range(count)] if total == count * (count - 1) else None
+    if kind == "chain":  # `count` steps one after the other, each adding 1
+        last = tasks.chain([tasks.add.s(0, 1)] + [tasks.add.s(1) for _ in range(count - 1)])
+        return [2 * i for i in range(count)] if last.apply_async().get(
+            timeout=left()) == count else None
+    # "starmap": one message, the node loops
+    return tasks.add.starmap([(i, i) for i in range(count)]).apply_async().get(
+        timeout=left())
 
 
 def ping(names: list[str], timeout: float) -> None:
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("canvas")
     p.add_argument("kind", choices=("group", "starmap", "chord", "chain"))
     p.add_argument("count", type=int)
+    p.add_argument("--limit", type=float, default=600.0)
     p = sub.add_parser("ping")
     p.add_argument("names", nargs="+")
     p.add_argument("--timeout", type=float, default=60.0)
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "rtt":
         out = rtt(args.task, args.count, args.warmup)
     elif args.cmd == "canvas":
-        out = canvas(args.kind, args.count)
+        out = canvas(args.kind, args.count, args.limit)
     else:
         ping(args.names, args.timeout)
         return 0

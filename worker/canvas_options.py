@@ -20,6 +20,8 @@ def sig_list(value: Any, key: str = "link") -> list[dict[str, Any]]:
     """One signature or a list of them, as plain dicts."""
     if value is None:
         return []
+    if type(value) is list and all(type(v) is dict for v in value):
+        return value  # plain already (a chain passed on by a node): no copy, no ABC test
     if isinstance(value, Mapping):
         return [dict(value)]
     if isinstance(value, (list, tuple)) and all(isinstance(v, Mapping) for v in value):
