@@ -14,7 +14,6 @@ a step runs more than once only if an earlier run was in a killed process.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.soak import ChaosConfig, ChaosDrill
+from bench.soak import ChaosConfig, ChaosDrill, read_runs
 
 TASKS = '''
 import os
@@ -156,8 +155,7 @@ class CanvasChaosDrill(ChaosDrill):
         rep.expected = len(finals)
         for chord_id, size, msg in out.chords:
             app.broker.chord_init(chord_id, size, msg)
-        for m in out.messages:
-            app.broker.publish(m.queue, m.mid, m.body, m.eta)
+        app.broker.publish_many(out.messages)
         backend = app.backend
         pending = dict(finals)
 
@@ -168,20 +166,7 @@ class CanvasChaosDrill(ChaosDrill):
                         "SUCCESS", "FAILURE"):
                     del pending[key]
 
-        chaos_end = time.monotonic() + cfg.chaos_for
-        while pending and time.monotonic() < chaos_end:
-            time.sleep(cfg.kill_every)  # the pace of the chaos, not a synchronisation
-            self.kill_one()
-            self.revive()
-            with contextlib.suppress(Exception):
-                settle()
-        drain_end = time.monotonic() + cfg.drain_timeout
-        while pending and time.monotonic() < drain_end:
-            self.revive()
-            with contextlib.suppress(Exception):
-                settle()
-            if pending:
-                time.sleep(0.3)
+        self.chaos(lambda: bool(pending), settle)
         rep.elapsed = time.monotonic() - began
         want = cfg.members * (cfg.members + 1) // 2 if cfg.mode == "chords" else cfg.steps
         for key, res in finals.items():
@@ -202,7 +187,7 @@ class CanvasChaosDrill(ChaosDrill):
     def _account(self, rep: CanvasReport) -> None:
         rep.child_kills, rep.main_kills = self.report.child_kills, self.report.main_kills
         rep.kills = rep.child_kills + rep.main_kills
-        for key, pids in _runs(self.runs).items():
+        for key, pids in read_runs(self.runs).items():
             extra = len(pids) - 1 - (1 if key in self.dup_keys else 0)
             if extra <= 0:
                 continue
@@ -217,16 +202,6 @@ class CanvasChaosDrill(ChaosDrill):
         for key, pids in bodies.items():
             if len(pids) - 1 > sum(1 for p in pids[:-1] if p in self.killed):
                 rep.double_fired.append(f"body {key} ran in pids {pids}")
-
-
-def _runs(path: Path) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, _, pid = line.partition(" ")
-            if pid:
-                out.setdefault(key, []).append(int(pid))
-    return out
 
 
 def _doc(backend: Any, task_id: str) -> dict[str, Any]:

@@ -281,12 +281,31 @@ class ChaosDrill:
                 if blob is not None and b'"status":"SUCCESS"' in blob:
                     del pending[n]
 
-        chaos_end = time.monotonic() + cfg.chaos_for
+        self.chaos(lambda: bool(pending), settle)
+        rep.elapsed = time.monotonic() - began
+        for task_id in ids:
+            blob = _get(store, task_id)
+            rep.statuses["PENDING" if blob is None else _status(blob)] += 1
+        rep.completed = rep.statuses.get("SUCCESS", 0)
+        rep.lost = rep.sent - rep.completed
+        self._count_reruns()
+        self.stop_nodes()
+        return rep
+
+    def chaos(self, pending: Callable[[], bool], settle: Callable[[], None]) -> None:
+        """While `pending()`: one kill per `kill_every` on a fixed clock (the kill, the
+        restart and `settle` eat into the period, not add to it), for `chaos_for` at most,
+        with `redis_restarts` at random points; then up to `drain_timeout` for the rest.
+        `settle` polls the outcome; it may fail while Redis restarts."""
+        cfg, rep = self.cfg, self.report
+        chaos_began = time.monotonic()
+        chaos_end = chaos_began + cfg.chaos_for
         restart_at = sorted(self.rng.uniform(0.2, 0.6) * cfg.chaos_for
                             for _ in range(cfg.redis_restarts))
-        chaos_began = time.monotonic()
-        while pending and time.monotonic() < chaos_end:
-            time.sleep(cfg.kill_every)  # the pace of the chaos, not a synchronisation
+        next_kill = chaos_began + cfg.kill_every
+        while pending() and time.monotonic() < chaos_end:
+            time.sleep(max(0.0, next_kill - time.monotonic()))  # the chaos's pace
+            next_kill += cfg.kill_every
             if restart_at and time.monotonic() - chaos_began >= restart_at[0]:
                 restart_at.pop(0)
                 self.restart_redis()
@@ -299,30 +318,15 @@ class ChaosDrill:
             self.restart_redis()
             rep.redis_restarts += 1
         drain_end = time.monotonic() + cfg.drain_timeout
-        while pending and time.monotonic() < drain_end:
+        while pending() and time.monotonic() < drain_end:
             self.revive()
             with contextlib.suppress(Exception):
                 settle()
-            if pending:
-                time.sleep(0.5)
-        rep.elapsed = time.monotonic() - began
-        for task_id in ids:
-            blob = _get(store, task_id)
-            rep.statuses["PENDING" if blob is None else _status(blob)] += 1
-        rep.completed = rep.statuses.get("SUCCESS", 0)
-        rep.lost = rep.sent - rep.completed
-        self._count_reruns()
-        self.stop_nodes()
-        return rep
+            if pending():
+                time.sleep(0.3)
 
     def _count_reruns(self) -> None:
-        pids: dict[str, list[int]] = {}
-        if self.runs.exists():
-            for line in self.runs.read_text().splitlines():
-                n, _, pid = line.partition(" ")
-                if pid:
-                    pids.setdefault(n, []).append(int(pid))
-        for n, where in pids.items():
+        for n, where in read_runs(self.runs).items():
             extra = len(where) - 1
             if extra <= 0:
                 continue
@@ -333,6 +337,17 @@ class ChaosDrill:
 
     def close(self) -> None:
         self.kill_everything()
+
+
+def read_runs(path: Path) -> dict[str, list[int]]:
+    """The runs log (`<key> <pid>` a line, one a run): the pids that ran each key."""
+    out: dict[str, list[int]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, pid = line.partition(" ")
+            if pid:
+                out.setdefault(key, []).append(int(pid))
+    return out
 
 
 def _title(proc: psutil.Process) -> str:
