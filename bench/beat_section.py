@@ -155,8 +155,9 @@ def run_celery(root: Path, run_id: str, server: RedisProc, seconds: float,
         for p in running:
             p.stop(out)
         a = celery_sends(running[1].log)
-        _figures(out, celery_tally([s for s in a if alone_from <= s[1] < alone_until],
-                                   ENTRIES))
+        alone = celery_tally([s for s in a if alone_from <= s[1] < alone_until], ENTRIES)
+        _figures(out, alone)
+        out.figures["drift"] = 1000 * alone.drift
         b = celery_sends(running[2].log)
         out.figures["overlap"] = stopped_at - both_from
         out.figures["ticks_two"] = sum(1 for _, at in a if both_from <= at <= stopped_at)
@@ -202,7 +203,8 @@ def render(outs: dict[str, Outcome], seconds: float) -> str:
     if "sent" in celery:
         lines.append(f"  celery, 1 beat: {celery['sent']:.0f} ticks sent, "
                      f"{celery['missed']:.0f} missed; {_lateness(celery)} "
-                     f"({celery['timed']:.0f} timed; due = last run + interval)")
+                     f"({celery['timed']:.0f} timed; due = last run + interval, so the "
+                     f"schedule slid {_ms(celery, 'drift')} ms off its first tick's grid)")
         lines.append(f"    RSS: celery beat {celery.get('rss_beat', 0):.1f} MiB")
     if "doubled_two" in celery:
         lines.append(f"  celery, 2 beats for {celery['overlap']:.0f} s (for information): "

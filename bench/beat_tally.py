@@ -31,6 +31,7 @@ class Tally:
     doubled: int = 0
     missed: int = 0
     lateness: list[float] = field(default_factory=list)  # seconds, sorted
+    drift: float = 0.0  # seconds the last send of an entry lies past its first one's grid
 
     def pct_ms(self, q: float) -> float | None:
         """Nearest-rank percentile in ms (q = 1.0 is the maximum)."""
@@ -77,13 +78,18 @@ def celery_sends(log: Path) -> list[tuple[str, float]]:
 
 def celery_tally(sends: list[tuple[str, float]], intervals: Mapping[str, float]) -> Tally:
     """One beat's sends: each gap minus the interval is a lateness, a gap of k
-    intervals is k - 1 missed ticks. (One beat cannot double a tick.)"""
+    intervals is k - 1 missed ticks. (One beat cannot double a tick.) The lateness
+    adds up: `drift` is how far the schedule has slid off the grid of its first send."""
     t = Tally()
     for entry, step in intervals.items():
         times = sorted(at for e, at in sends if e == entry)
         t.sent += len(times)
+        steps = 0
         for a, b in zip(times, times[1:], strict=False):
             t.lateness.append(b - a - step)  # negative: sent early by its own clock
             t.missed += max(0, round((b - a) / step) - 1)
+            steps += max(1, round((b - a) / step))
+        if times:
+            t.drift = max(t.drift, times[-1] - times[0] - steps * step)
     t.lateness.sort()
     return t
