@@ -136,10 +136,13 @@ class Side:
                 from None
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
         log.unlink()
-        if code != 0 or not lines:
+        # The figure is the last JSON line: a library may still log (a thread's warning
+        # at exit, after a timed-out wait) once the driver has printed it.
+        found = [ln for ln in lines if ln.startswith("{")]
+        if code != 0 or not found:
             raise RuntimeError(f"{self.name} driver {args[0]} failed ({code}):\n"
                                + "\n".join(lines[-15:]))
-        return json.loads(lines[-1])  # type: ignore[no-any-return]
+        return json.loads(found[-1])  # type: ignore[no-any-return]
 
     def start_node(self, concurrency: int) -> Node:
         self._nodes += 1
