@@ -181,7 +181,8 @@ def ticks(root: Path, entry: str = "every-1s") -> list[float]:
     return sorted(d for e, d, _, _ in sends(root) if e == entry)
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.long
+@pytest.mark.timeout(120)
 def test_killed_scheduler_and_downtime(tmp_path: Path, redis_server,
                                        schedulers: list[Scheduler]) -> None:
     (tmp_path / "tasks.py").write_text(TASKS.format(url=redis_server.url))
@@ -196,18 +197,19 @@ def test_killed_scheduler_and_downtime(tmp_path: Path, redis_server,
     for s in schedulers:
         s.stop()
     check_exactly_once(tmp_path, {"every-1s": 1.0})
-    # No scheduler for 4 s: one catch-up run per entry, with the count logged.
+    # No scheduler for 20 s (the downtime): one catch-up run per entry, with the
+    # count logged.
     last_due = ticks(tmp_path)[-1]
-    wait_for(lambda: time.time() > last_due + 4.5, 10, "4 s without a scheduler")
+    wait_for(lambda: time.time() > last_due + 20.5, 30, "20 s without a scheduler")
     start(tmp_path, schedulers, 1)
     wait_for(lambda: len([d for d in ticks(tmp_path) if d > last_due]) >= 2, 20,
              "catch-up and the next tick")
     schedulers[-1].stop()
     after = [d for d in ticks(tmp_path) if d > last_due]
-    assert after[0] - last_due >= 4, "the catch-up is one run at the latest due time"
+    assert after[0] - last_due >= 20, "the catch-up is one run at the latest due time"
     assert after[1] - after[0] == 1.0
     missed = re.search(r"every-1s missed (\d+) tick", schedulers[-1].log.read_text())
-    assert missed and int(missed[1]) >= 3
+    assert missed and int(missed[1]) >= 19
 
 
 @pytest.mark.timeout(120)
