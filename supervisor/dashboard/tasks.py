@@ -18,6 +18,8 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from qmulti.events.state import TASK_STATES
+
 FINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 # Prometheus-style upper bounds, seconds; +Inf is implied.
@@ -112,12 +114,11 @@ class TaskTable:
         task_id = event.get("uuid")
         if not kind.startswith("task-") or not isinstance(task_id, str):
             return
-        state = {"task-sent": "PENDING", "task-received": "RECEIVED",
-                 "task-started": "STARTED", "task-succeeded": "SUCCESS",
-                 "task-failed": "FAILURE", "task-retried": "RETRY",
-                 "task-revoked": "REVOKED", "task-rejected": "FAILURE"}.get(kind)
+        state = TASK_STATES.get(kind)
         if state is None:
             return
+        if state == "REJECTED":  # counted with the failures: it did not run, for good
+            state = "FAILURE"
         when = float(event.get("timestamp") or time.time())
         with self._lock:
             row = self._row(task_id)
