@@ -43,12 +43,23 @@ NODES = ("w1", "w2", "w3")
 MSGS = "{qmulti:celery}:msgs"
 CPU_TARGET = 0.05  # at most 5 % more broker CPU with the dashboard
 FRESH_TARGET = 1.0  # every page updates within 1 s
+# Commands only the dashboard sends (the nodes never do): their server time, from
+# INFO commandstats, is its own broker cost with none of the machine's noise in it.
+DASHBOARD_ONLY = ("scan", "mget", "smembers", "lindex", "zcard", "hgetall", "xread")
 
 
 def _redis_cpu(server: RedisProc) -> float:
     assert server.proc is not None
     t = psutil.Process(server.proc.pid).cpu_times()
     return t.user + t.system
+
+
+def _command_usec(server: RedisProc) -> tuple[float, float]:
+    """(server microseconds in every command, in the dashboard's own commands)."""
+    stats = server.client().info("commandstats")
+    every = sum(float(v["usec"]) for v in stats.values())
+    own = sum(float(stats.get(f"cmdstat_{c}", {}).get("usec", 0)) for c in DASHBOARD_ONLY)
+    return every, own
 
 
 def _enqueue(root: Path, run_id: str, url: str, count: int) -> None:
@@ -60,11 +71,14 @@ def _enqueue(root: Path, run_id: str, url: str, count: int) -> None:
         raise RuntimeError(f"enqueue failed: {procs.tail(root / 'enqueue.log')}")
 
 
-def _drain(root: Path, run_id: str, server: RedisProc, count: int) -> tuple[float, float]:
-    """Start 3 nodes on `count` queued tasks; (redis CPU seconds, wall seconds) from
-    the nodes' start to the last completion. The nodes are stopped afterwards."""
+def _drain(root: Path, run_id: str, server: RedisProc,
+           count: int) -> tuple[float, float, float, float]:
+    """Start 3 nodes on `count` queued tasks; (redis CPU seconds, wall seconds, command
+    seconds, the dashboard's own command seconds) from the nodes' start to the last
+    completion. The nodes are stopped afterwards."""
     client = server.client()
     env = procs.bench_env(run_id)
+    every0, own0 = _command_usec(server)
     cpu0, t0 = _redis_cpu(server), time.monotonic()
     nodes = [procs.spawn([sys.executable, "-m", "qmulti", "-A", "tasks", "-c", "2", "-n",
                           f"{n}@%h", "-l", "warning"], root, env, root / f"{n}.log")
@@ -73,10 +87,11 @@ def _drain(root: Path, run_id: str, server: RedisProc, count: int) -> tuple[floa
         procs.wait_until(lambda: int(client.hlen(MSGS)) == 0, 1200, f"{count} tasks drained",
                          interval=0.05)
         cpu1, t1 = _redis_cpu(server), time.monotonic()
+        every1, own1 = _command_usec(server)
     finally:
         for node in nodes:
             procs.stop_group(node, timeout=30)
-    return cpu1 - cpu0, t1 - t0
+    return cpu1 - cpu0, t1 - t0, (every1 - every0) / 1e6, (own1 - own0) / 1e6
 
 
 class _Subscriber(threading.Thread):
@@ -90,18 +105,22 @@ class _Subscriber(threading.Thread):
         self.stop = False
 
     def run(self) -> None:
-        with urllib.request.urlopen(self.url + "api/stream", timeout=30) as resp:
-            for raw in resp:
-                if self.stop:
-                    return
-                line = raw.decode()
-                if line.startswith("data: "):
-                    self.arrivals.append(time.monotonic())
-                    self.ticks.append(float(json.loads(line[6:]).get("tick_seconds", 0.0)))
+        try:
+            with urllib.request.urlopen(self.url + "api/stream", timeout=30) as resp:
+                for raw in resp:
+                    if self.stop:
+                        return
+                    line = raw.decode()
+                    if line.startswith("data: "):
+                        self.arrivals.append(time.monotonic())
+                        self.ticks.append(float(json.loads(line[6:]).get("tick_seconds", 0.0)))
+        except OSError:  # the dashboard stopped (or never answered: _start_dashboard says)
+            return
 
 
 def _start_dashboard(root: Path, run_id: str) -> tuple[Any, _Subscriber]:
-    log = root / "dashboard.log"
+    # A log of its own per start: an earlier round's "listening" line must not be read.
+    log = root / f"dashboard-{len(list(root.glob('dashboard-*.log')))}.log"
     dash = procs.spawn([sys.executable, "-m", "qmulti.supervisor", "dashboard", "-A", "tasks",
                         "--port", "0"], root, procs.bench_env(run_id), log)
     found: list[str] = []
@@ -132,6 +151,7 @@ def _round(root: Path, run_id: str, server: RedisProc, count: int) -> dict[str, 
     dash: Any = None
     page: _Subscriber | None = None
     dash_cpu = 0.0
+    commands = {"all": 0.0, "own": 0.0}  # command seconds in the B drains
     try:
         for phase in "ABBA":
             server.flush()
@@ -144,7 +164,10 @@ def _round(root: Path, run_id: str, server: RedisProc, count: int) -> dict[str, 
                 procs.stop_group(dash, timeout=10)
                 dash = None
             before = _process_cpu(dash)
-            used, took = _drain(root, run_id, server, count)
+            used, took, every, own = _drain(root, run_id, server, count)
+            if phase == "B":
+                commands["all"] += every
+                commands["own"] += own
             dash_cpu += _process_cpu(dash) - before
             cpu[phase] += used
             wall[phase] += took
@@ -157,7 +180,7 @@ def _round(root: Path, run_id: str, server: RedisProc, count: int) -> dict[str, 
     # A change made just after a tick's reads began shows with the next update: the
     # gap plus that tick's own time is the longest a page can lag the broker.
     lags = [g + t for g, t in zip(gaps, page.ticks, strict=False)]
-    return {"cpu": cpu, "wall": wall, "dash_cpu": dash_cpu,
+    return {"cpu": cpu, "wall": wall, "dash_cpu": dash_cpu, "commands": commands,
             "overhead": cpu["B"] / cpu["A"] - 1 if cpu["A"] else 0.0,
             "gaps": gaps, "lags": lags, "ticks": page.ticks}
 
@@ -192,6 +215,9 @@ def run(root: Path, run_id: str, server: RedisProc, sizes: Sizes) -> dict[str, A
             "base_wall": sum(r["wall"]["A"] for r in rounds) / drains,
             "dash_wall": sum(r["wall"]["B"] for r in rounds) / drains,
             "dash_proc_cpu": sum(r["dash_cpu"] for r in rounds) / drains,
+            "own_share": sum(r["commands"]["own"] for r in rounds)
+            / max(1e-9, sum(r["commands"]["all"] for r in rounds)),
+            "own_cmd": sum(r["commands"]["own"] for r in rounds) / drains,
             "overheads": [r["overhead"] for r in rounds],
             "overhead": dash / base - 1 if base else 0.0,
             "gap_max": max(gaps) if gaps else float("inf"),
@@ -215,6 +241,9 @@ def render(f: dict[str, Any]) -> str:
         f"  redis CPU per task, with dashboard: {dash:7.1f} us  (mean of {drains} drains: "
         f"{f['dash_cpu']:.2f} s over {f['dash_wall']:.1f} s, one page subscribed)",
         f"  the dashboard process itself: {f['dash_proc_cpu']:.2f} CPU s per drain",
+        f"  the dashboard's own commands ({', '.join(DASHBOARD_ONLY)}): "
+        f"{f['own_cmd'] * 1000:.0f} ms of server time per drain, "
+        f"{f['own_share'] * 100:.2f} % of all command time in those drains",
         f"  page updates: {f['updates']}, gap p95 {f['gap_p95']:.2f} s, max "
         f"{f['gap_max']:.2f} s; collector tick max {f['tick_max'] * 1000:.0f} ms",
         f"  ACCEPTANCE broker CPU added: {f['overhead'] * 100:+.1f} %  (per round: {each} %; "
