@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench import (
+    beat_section,
     canvas_section,
     dashboard_section,
     events_section,
@@ -33,7 +34,8 @@ from bench.outcome import Outcome, Sizes
 from bench.redis_proc import RedisProc
 
 # redis last: its ratio line ends the output
-SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "events", "dashboard", "redis")
+SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "events", "dashboard", "beat",
+            "redis")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -51,6 +53,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="Redis-section repetitions per side, best kept (default 2)")
     parser.add_argument("--queued", type=int,
                         help="dashboard section: tasks queued per drain (default 100,000)")
+    parser.add_argument("--beat-seconds", type=float,
+                        help="beat section: seconds each side schedules (default 30)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temp dir (task modules, node logs) for inspection")
     return parser.parse_args(argv)
@@ -62,7 +66,8 @@ def _sizes(args: argparse.Namespace) -> Sizes:
                  round_trips=args.round_trips or (50 if quick else 200),
                  rounds=args.rounds or (1 if quick else 3),
                  repeats=args.repeat or (1 if quick else 2),
-                 queued=args.queued or (10_000 if quick else 100_000))
+                 queued=args.queued or (10_000 if quick else 100_000),
+                 beat_seconds=args.beat_seconds or (10.0 if quick else 30.0))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if "sentinel" in wanted:
             print(sentinel_section.render(sentinel_section.run(root, run_id, sizes)),
                   flush=True)
-        if {"multi", "canvas", "events", "dashboard", "redis"} & set(wanted):
+        if {"multi", "canvas", "events", "dashboard", "beat", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
             celery_m, ours_m = multi_section.run(root, run_id, server, sizes)
@@ -113,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         if "dashboard" in wanted and server is not None:
             print(dashboard_section.render(dashboard_section.run(root, run_id, server,
                                                                  sizes)), flush=True)
+        if "beat" in wanted and server is not None:
+            print(beat_section.render(beat_section.run(root, run_id, server,
+                                                       sizes.beat_seconds),
+                                      sizes.beat_seconds), flush=True)
         if "redis" in wanted and server is not None:
             celery, ours = redis_section.run(root, run_id, server, sizes)
             print(f"Redis broker and backend, -c {sizes.concurrency} "

@@ -11,12 +11,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from helpers import wait_for
+from qmulti.node import beatlog
 
 TASKS = '''
 from qmulti import Celery
@@ -30,8 +30,6 @@ app.conf.beat_schedule = {{
 def add(x, y):
     return x + y
 '''
-SENT = re.compile(r"^\[(?P<at>[\d-]+ [\d:,]+): INFO/[^\]]+\] beat \S+: sent (?P<entry>\S+) "
-                  r"\(tasks\.add\) due (?P<due>\S+), task id (?P<id>\S+)$")
 
 
 class Scheduler:
@@ -68,15 +66,8 @@ def schedulers(tmp_path: Path) -> Iterator[list[Scheduler]]:
 
 def sends(root: Path, pattern: str = "beat*.log") -> list[tuple[str, float, float, str]]:
     """(entry, due, sent at, task id) of every tick any scheduler logged as sent."""
-    out = []
-    for log in root.glob(pattern):
-        for line in log.read_text(errors="replace").splitlines():
-            m = SENT.match(line)
-            if m:
-                at = datetime.strptime(m["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                due = datetime.fromisoformat(m["due"]).timestamp()
-                out.append((m["entry"], due, at, m["id"]))
-    return out
+    return [(s.entry, s.due, s.at, s.task_id) for s in beatlog.read(root.glob(pattern))
+            if s.task == "tasks.add"]
 
 
 def check_exactly_once(root: Path, interval: dict[str, float],
