@@ -34,6 +34,12 @@ _SENT = frozenset({"countdown", "eta", "expires", "queue", "task_id", "serialize
                    "chord_results", "group_index", "priority", "routing_key", "exchange",
                    "headers", "compression", "root_id", "parent_id"})
 
+# A container's call options that reach its members (Celery: a group's go to every
+# member, a chain's to its first task): where and how they run, not what they are.
+_CARRIED = frozenset({"countdown", "eta", "expires", "queue", "serializer", "time_limit",
+                      "soft_time_limit", "priority", "routing_key", "exchange", "headers",
+                      "compression"})
+
 
 @dataclass
 class Plan:
@@ -214,6 +220,7 @@ def send(sig: Signature, link: Any = None, link_error: Any = None, **options: An
     elif task_id:
         sig.options["task_id"] = task_id
     with_links(sig, link, link_error)
+    push_down(sig, app)
     result = freeze(sig, app)
     out = Plan()
     plan(app, sig, out)  # everything checked and encoded before anything is sent
@@ -223,6 +230,25 @@ def send(sig: Signature, link: Any = None, link_error: Any = None, **options: An
         broker.chord_init(chord_id, size, body, life)
     broker.publish_many(out.messages)
     return result
+
+
+def push_down(sig: Signature, app: App) -> None:
+    """Give a group's members, and a chain's first step, the container's own call
+    options (`chain(...).apply_async(queue='q')`): a container is never a message, so
+    without this they would be dropped. The call's options win over a member's own, as
+    in `Signature.apply_async`."""
+    kind = sig.subtask_type
+    if kind not in ("chain", "group"):
+        return
+    carried = {k: v for k, v in sig.options.items() if k in _CARRIED}
+    if not carried:
+        return
+    tasks = sig.kwargs["tasks"]
+    for i in range(len(tasks) if kind == "group" else min(1, len(tasks))):
+        member = signature(tasks[i], app=app)
+        member.options.update(carried)
+        push_down(member, app)
+        tasks[i] = member
 
 
 def send_members(app: App, members: Sequence[Signature], options: dict[str, Any],

@@ -24,6 +24,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 from qmulti.exceptions import ConfigError, UsageError
@@ -159,6 +161,25 @@ def setup(node: str, level: int, logfile: str | None, stream: IO[str] | None = N
         # Task loggers propagate to the root handler configured above.
         signals.after_setup_task_logger.send(sender=None, logger=logging.getLogger(TASK_LOGGER),
                                              **info)
+
+
+@contextmanager
+def quiet_for_fork() -> Iterator[None]:
+    """Hold every root handler's lock across a fork: a node thread (the scheduler, the
+    control listener, a broker warning) writing a record at that instant would leave the
+    child a log stream whose buffer lock nobody will release, and the child would hang
+    at its first line. The child gets fresh handler locks from logging's own fork hook;
+    only the parent releases these."""
+    handlers = list(logging.getLogger().handlers)
+    parent = os.getpid()
+    for handler in handlers:
+        handler.acquire()
+    try:
+        yield
+    finally:
+        if os.getpid() == parent:
+            for handler in reversed(handlers):
+                handler.release()
 
 
 def log_fd() -> int:

@@ -106,7 +106,8 @@ class PreforkPool:
         reopen = logs.CHILD_REOPEN_SIGNAL
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {*child_mod.handled_signals(), reopen})
         try:
-            pid = os.fork()
+            with logs.quiet_for_fork():
+                pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 code = 1
                 try:
