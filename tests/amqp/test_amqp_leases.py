@@ -115,6 +115,22 @@ def test_long_delays_wait_in_the_ladder(store: Any) -> None:
         assert at < etas[mid] + 3.0
 
 
+def test_a_delay_declares_only_the_rungs_it_passes_through(store: Any) -> None:
+    """About 1 s is 33 units of 1/32 s (0b100001): rungs 5 and 0 only (or 5 alone when
+    the publish lags the eta by over 15 ms), not the 28 quorum queues of the whole ladder."""
+    from qmulti.brokers.amqp import topology
+    from qmulti.brokers.amqp.inspection import probe
+
+    eta = time.time() + 1.0 + topology.UNIT / 2
+    store.publish(Q, "m0", b"x", eta=eta)
+    depths = probe(store, [topology.level_name(k) for k in range(topology.LEVELS)])
+    declared = {k for k, depth in enumerate(depths) if depth is not None}
+    assert 5 in declared and declared <= {0, 5}, declared
+    assert store.stats().scheduled == 1
+    (d,) = wait_for(lambda: store.claim([Q], NODE, "c1.1", 1, 0.2), 10, "m0")
+    assert d.mid == "m0" and time.time() >= eta
+
+
 def test_a_lease_survives_silence_longer_than_the_heartbeat(store_factory: Any) -> None:
     """heartbeat=1: a connection that says nothing for ~2 s is closed by RabbitMQ. The
     link's thread keeps it while the owner thread is busy elsewhere (a running task)."""
