@@ -15,10 +15,12 @@ import rabbit_vhost
 
 StoreFactory = Callable[..., Any]
 
-# The node tests' helpers (node_fixtures) and the suites reused here live in tests/worker.
-WORKER_TESTS = str(Path(__file__).parent.parent / "worker")
-if WORKER_TESTS not in sys.path:
-    sys.path.append(WORKER_TESTS)
+# The node tests' helpers (node_fixtures) and the suites reused here live in tests/worker,
+# the chaos drill's project helper in tests/drills.
+for _folder in ("worker", "drills"):
+    _path = str(Path(__file__).parent.parent / _folder)
+    if _path not in sys.path:
+        sys.path.append(_path)
 
 
 class Vhost:
@@ -94,3 +96,24 @@ def store_factory(amqp_vhost: Vhost, tmp_path: Path) -> Iterator[StoreFactory]:
 @pytest.fixture
 def store(store_factory: StoreFactory) -> Any:
     return store_factory()
+
+
+@pytest.fixture(scope="session")
+def private_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A rabbitmq-server of the session's own (rabbit_private.py), for tests that
+    restart the broker; started at its first use (10-30 s on a loaded 2-core machine)."""
+    import rabbit_private
+
+    why = rabbit_private.unavailable()
+    if why:
+        pytest.skip(why)
+    server = rabbit_private.PrivateRabbit(tmp_path_factory.mktemp("rabbit"))
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - the reason, on one line, then skip
+        server.stop()
+        pytest.skip(f"private rabbitmq-server did not start: {exc}".splitlines()[0])
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 from collections.abc import Iterable
+
+from bench import rabbit_cli
+from bench.rabbit_cli import ACTOR, run_eval
 
 HOST, PORT = "127.0.0.1", 5672
 PREFIX = "qmulti-test-"
-ACTOR = "qmulti-tests"
-CLI_TIMEOUT = 60.0
 
 
 def unavailable() -> str | None:
@@ -35,26 +34,6 @@ def unavailable() -> str | None:
     except OSError as exc:
         return f"no RabbitMQ on {HOST}:{PORT} ({exc})"
     return None
-
-
-def _eval(code: str) -> str:
-    """`rabbitmqctl eval`, in a process group of its own: a hung CLI VM (it holds one of
-    the distribution ports 35672-35682 that the next call needs) is killed with it."""
-    proc = subprocess.Popen(["rabbitmqctl", "eval", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=CLI_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise RuntimeError(f"rabbitmqctl eval hung for {CLI_TIMEOUT:.0f} s") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl eval failed: {(err or out).strip()}")
-    return out
-
-
-def _names(names: Iterable[str]) -> str:
-    return "[" + ", ".join(f'<<"{n}">>' for n in names) + "]"
 
 
 # Every `qmulti-test-<pid>-...` vhost whose pid has no /proc entry: a dead session's.
@@ -71,24 +50,17 @@ def create(count: int) -> list[str]:
     """`count` new vhosts for this process, guest allowed everything; dead sessions'
     leftovers are deleted in the same call."""
     names = [f"{PREFIX}{os.getpid()}-{i}" for i in range(count)]
-    _eval(_SWEEP + f"""
-[begin rabbit_vhost:add(V, <<"{ACTOR}">>),
-       rabbit_auth_backend_internal:set_permissions(<<"guest">>, V, <<".*">>, <<".*">>,
-                                                    <<".*">>, <<"{ACTOR}">>)
- end || V <- {_names(names)}],
-ok.""")
+    run_eval(_SWEEP + rabbit_cli.add_code(names) + "ok.")
     return names
 
 
 def delete(names: Iterable[str]) -> None:
-    names = list(names)
-    if names:
-        _eval(f"[rabbit_vhost:delete(V, <<\"{ACTOR}\">>) || V <- {_names(names)}], ok.")
+    rabbit_cli.delete(names)
 
 
 def ours() -> list[str]:
     """The `qmulti-test-` vhosts on the server now (a test's check that none is left)."""
-    out = _eval(f"[V || V <- rabbit_vhost:list_names(), binary:longest_common_prefix("
+    out = run_eval(f"[V || V <- rabbit_vhost:list_names(), binary:longest_common_prefix("
                 f"[V, <<\"{PREFIX}\">>]) =:= {len(PREFIX)}].")
     return [part.strip(' <>"[]\n') for part in out.split(",") if PREFIX in part]
 

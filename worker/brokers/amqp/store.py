@@ -33,8 +33,9 @@ import amqp
 
 import qmulti.brokers.amqp.inspection as inspection
 import qmulti.brokers.amqp.topology as topology
+from qmulti.brokers.amqp.control import AmqpControl
 from qmulti.brokers.amqp.link import DRAIN_CHUNK, AmqpLink
-from qmulti.brokers.amqp.messages import ETA, Held, copy_message, send_to_dead
+from qmulti.brokers.amqp.messages import ETA, Held, copy_message, publish, send_to_dead
 from qmulti.brokers.amqp.side import SideStore
 from qmulti.brokers.amqp.url import parse_amqp_url
 from qmulti.brokers.base import (
@@ -58,7 +59,7 @@ from qmulti.brokers.base import (
 _OWNERS: weakref.WeakValueDictionary[str, AmqpBroker] = weakref.WeakValueDictionary()
 
 
-class AmqpBroker(Broker):
+class AmqpBroker(AmqpControl, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
@@ -124,10 +125,10 @@ class AmqpBroker(Broker):
         self._declare(chan, queue)
         delay = 0.0 if eta is None else eta - time.time()
         if delay <= 0:
-            chan.basic_publish(msg, exchange="", routing_key=queue)
+            publish(chan, msg, "", queue)
             return
         exchange, key = self._ladder.prepare(chan, queue, topology.delay_units(delay))
-        chan.basic_publish(msg, exchange=exchange, routing_key=key)
+        publish(chan, msg, exchange, key)
 
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
         def run(chan: Any) -> None:
