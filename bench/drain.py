@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.side import Node
+from bench.outcome import Outcome, Sizes, stop_node
+from bench.side import Node, Side
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,30 @@ def measure(finished: Callable[[], int], count: int, node: Node, stall: float = 
         time.sleep(interval)
     assert first is not None
     return Drain(tasks=done - first[1], seconds=now - first[0])
+
+
+def enqueue_then_drain(side: Side, sizes: Sizes, finished: Callable[[], int],
+                       interval: float = 0.005,
+                       verify: Callable[[], None] | None = None) -> Outcome:
+    """Figures `enqueue` (a fresh producer's `delay()` loop of `sizes.tasks` no-ops,
+    tasks/s) and `drain` (one node started on that backlog, results stored) on a side
+    whose task module is written: the pair of figures a store is judged by when Celery
+    has nothing beside it. `verify` runs once the drain is over (a result count)."""
+    out = Outcome()
+    n = sizes.tasks
+
+    def enqueue() -> None:
+        out.figures["enqueue"] = n / float(side.driver("enqueue", "noop", str(n))["seconds"])
+
+    if not out.attempt("enqueue", enqueue):
+        return out
+    node = side.start_node(sizes.concurrency)
+    try:
+        def drain_stored() -> None:
+            out.figures["drain"] = measure(finished, n, node, interval=interval).rate
+            if verify is not None:
+                verify()
+        out.attempt("drain (results stored)", drain_stored)
+    finally:
+        stop_node(node, out)
+    return out

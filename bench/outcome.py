@@ -36,6 +36,7 @@ class Sizes:
     concurrency: int = 2
     queued: int = 100_000  # the dashboard section's deep queue
     idle_settle: float = 1.0  # seconds idle before RSS is read
+    beat_seconds: float = 30.0  # the beat section's run per side
 
 
 def stop_node(node: Node, out: Outcome) -> None:

@@ -20,6 +20,7 @@ from types import FrameType
 
 from bench import (
     amqp_section,
+    beat_section,
     canvas_section,
     dashboard_section,
     events_section,
@@ -34,7 +35,8 @@ from bench.outcome import Outcome, Sizes
 from bench.redis_proc import RedisProc
 
 # redis last: its ratio line ends the output
-SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "events", "dashboard", "amqp", "redis")
+SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "events", "dashboard", "beat",
+            "amqp", "redis")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="Redis-section repetitions per side, best kept (default 2)")
     parser.add_argument("--queued", type=int,
                         help="dashboard section: tasks queued per drain (default 100,000)")
+    parser.add_argument("--beat-seconds", type=float,
+                        help="beat section: seconds each side schedules (default 30)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temp dir (task modules, node logs) for inspection")
     return parser.parse_args(argv)
@@ -63,7 +67,8 @@ def _sizes(args: argparse.Namespace) -> Sizes:
                  round_trips=args.round_trips or (50 if quick else 200),
                  rounds=args.rounds or (1 if quick else 3),
                  repeats=args.repeat or (1 if quick else 2),
-                 queued=args.queued or (10_000 if quick else 100_000))
+                 queued=args.queued or (10_000 if quick else 100_000),
+                 beat_seconds=args.beat_seconds or (10.0 if quick else 30.0))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if "sentinel" in wanted:
             print(sentinel_section.render(sentinel_section.run(root, run_id, sizes)),
                   flush=True)
-        if {"multi", "canvas", "events", "dashboard", "amqp", "redis"} & set(wanted):
+        if {"multi", "canvas", "events", "dashboard", "beat", "amqp", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
             celery_m, ours_m = multi_section.run(root, run_id, server, sizes)
@@ -114,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         if "dashboard" in wanted and server is not None:
             print(dashboard_section.render(dashboard_section.run(root, run_id, server,
                                                                  sizes)), flush=True)
+        if "beat" in wanted and server is not None:
+            print(beat_section.render(beat_section.run(root, run_id, server,
+                                                       sizes.beat_seconds),
+                                      sizes.beat_seconds), flush=True)
         if "amqp" in wanted and server is not None:
             why = amqp_section.unavailable()
             if why:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import drain, report
-from bench.outcome import Outcome, Sizes, stop_node
+from bench.outcome import Outcome, Sizes
 from bench.qmulti_side import QmultiSide
 from bench.sentinel_proc import SentinelSet
 
@@ -48,26 +48,11 @@ def _run_mode(root: Path, run_id: str, cluster: SentinelSet, mode: str,
     if mode == "wait":
         options.update(wait_replicas=1, wait_timeout_ms=1000)
     side = SentinelSide(root / "sentinel" / mode, run_id, options)
-    out = Outcome()
     master = cluster.master.client(0)
     cluster.master.flush()
     side.write_tasks(cluster.url, None)
     n = sizes.tasks
-
-    def enqueue() -> None:
-        out.figures["enqueue"] = n / float(side.driver("enqueue", "noop", str(n))["seconds"])
-
-    if not out.attempt("enqueue", enqueue):
-        return out
-    node = side.start_node(sizes.concurrency)
-    try:
-        def drain_stored() -> None:
-            d = drain.measure(lambda: n - int(master.hlen(_MSGS)), n, node)
-            out.figures["drain"] = d.rate
-        out.attempt("drain (results stored)", drain_stored)
-    finally:
-        stop_node(node, out)
-    return out
+    return drain.enqueue_then_drain(side, sizes, lambda: n - int(master.hlen(_MSGS)))
 
 
 def render(outs: dict[str, Outcome]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import drain
-from bench.outcome import Outcome, Sizes, stop_node
+from bench.outcome import Outcome, Sizes
 from bench.qmulti_side import QmultiSide
 
 TARGET = 1000.0  # tasks/s, issue 3
@@ -19,26 +19,15 @@ def run(root: Path, run_id: str, sizes: Sizes) -> Outcome:
     side = QmultiSide(root / "sqlite", run_id)
     db = side.dir / "q.sqlite3"
     side.write_tasks(f"sqlite:///{db}", None)  # absolute path: four slashes
-    out = Outcome()
     n = sizes.tasks
 
-    def enqueue() -> None:
-        out.figures["enqueue"] = n / float(side.driver("enqueue", "noop", str(n))["seconds"])
+    def all_stored() -> None:
+        stored = side.sqlite_stored(db)
+        if stored < n:
+            raise RuntimeError(f"queue empty but only {stored}/{n} results stored")
 
-    if not out.attempt("enqueue", enqueue):
-        return out
-    node = side.start_node(sizes.concurrency)
-    try:
-        def drain_stored() -> None:
-            d = drain.measure(lambda: side.sqlite_finished(db, n), n, node, interval=0.01)
-            out.figures["drain"] = d.rate
-            stored = side.sqlite_stored(db)
-            if stored < n:
-                raise RuntimeError(f"queue empty but only {stored}/{n} results stored")
-        out.attempt("drain (results stored)", drain_stored)
-    finally:
-        stop_node(node, out)
-    return out
+    return drain.enqueue_then_drain(side, sizes, lambda: side.sqlite_finished(db, n),
+                                    interval=0.01, verify=all_stored)
 
 
 def render(out: Outcome) -> str:

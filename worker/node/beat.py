@@ -28,6 +28,7 @@ log = logging.getLogger("qmulti.beat")
 
 MAX_SLEEP = 5.0  # seconds: the loop re-reads the broker's state at least this often
 MAX_COALESCE = 1_000_000  # due times walked when catching up, at most
+OFFSET_WINDOW = 10.0  # seconds of clock readings the offset bound is taken over
 BEAT_EVERY = 2.0  # seconds between a scheduler's heartbeats (what `qmulti status` shows)
 
 
@@ -88,57 +89,96 @@ class Beat:
         self._next_beat = 0.0
         self._next: tuple[str, float] | None = None  # (entry, due) of the next tick
         self._first: dict[str, float] = {}  # first due time of entries the broker never sent
+        self._due_now: list[tuple[Entry, float]] = []  # claimed on waking (see `_fire`)
+        self._samples: list[tuple[float, float]] = []  # (monotonic, offset) of `_clock`
+        self._offset = 0.0  # broker time - time.monotonic(), a lower bound
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
         broker = self.broker
-        known = broker.beat_state()
-        gone = [name for name in known if name not in self.entries]
-        if gone:  # removed from the config: they stop, and their state goes
-            broker.beat_forget(gone)
-        log.info("beat %s: %d entr%s in zone %s", self.name, len(self.entries),
-                 "y" if len(self.entries) == 1 else "ies", self.tz)
+        with self.busy:  # everything but the waits: a node never forks mid-call
+            known = broker.beat_state()
+            gone = [name for name in known if name not in self.entries]
+            if gone:  # removed from the config: they stop, and their state goes
+                broker.beat_forget(gone)
+            log.info("beat %s: %d entr%s in zone %s", self.name, len(self.entries),
+                     "y" if len(self.entries) == 1 else "ies", self.tz)
         failures = 0
         while not self._stop.is_set():
             try:
                 with self.busy:
+                    if self._due_now:  # woken for them: claim first, look around after
+                        self._fire()
                     wait = self.tick()
-                if failures:
-                    log.warning("beat %s: broker reachable again", self.name)
+                    if failures:
+                        log.warning("beat %s: broker reachable again", self.name)
                 failures = 0
             except BrokerError as exc:
+                self._due_now = []
                 failures += 1
                 if failures == 1:
-                    log.error("beat %s: broker error (%s); retrying", self.name, exc)
+                    with self.busy:
+                        log.error("beat %s: broker error (%s); retrying", self.name, exc)
                 wait = min(0.5 * 2 ** failures, MAX_SLEEP)
             self._stop.wait(wait)
-        try:
-            self.broker.unregister(self.node_id)
-        except BrokerError:
-            pass  # its record expires with the heartbeat expiry
+        with self.busy:
+            try:
+                self.broker.unregister(self.node_id)
+            except BrokerError:
+                pass  # its record expires with the heartbeat expiry
 
     def stop(self) -> None:
         self._stop.set()
 
     def tick(self) -> float:
-        """Send what is due; returns the seconds until the next due time (capped)."""
-        broker = self.broker
-        now = broker.clock()
-        offset = now - time.time()  # the broker's clock decides; ours only sleeps
-        state = broker.beat_state()
+        """Send what is due; returns the seconds to sleep until the next due time
+        (capped), for which `_due_now` then holds the entries to claim on waking."""
+        now = self._clock()
+        state = self.broker.beat_state()
         soonest = now + MAX_SLEEP
         upcoming: tuple[str, float] | None = None
+        nexts: list[tuple[Entry, float]] = []
         for entry in self.entries.values():
             due = self._next_due(entry, state.get(entry.name), now)
             if due <= now:
                 due, skipped = self._coalesce(entry, due, now)
                 self._send(entry, due, skipped)
                 due = entry.schedule.next_after(due, self.tz)
+            nexts.append((entry, due))
             soonest = min(soonest, due)
             if upcoming is None or due < upcoming[1]:
                 upcoming = (entry.name, due)
         self._heartbeat(upcoming)
-        return max(0.0, soonest - (time.time() + offset))
+        self._due_now = [(entry, due) for entry, due in nexts if due == soonest]
+        return max(0.0, soonest - self._offset - time.monotonic())
+
+    def _fire(self) -> None:
+        """Claim the ticks the last `tick()` slept for: one broker call each, nothing
+        read first, so a loaded host adds one round trip to a tick's lateness, not
+        three. The wait ended no earlier than the broker's clock reaching their due
+        time (see `_clock`), so none is sent early."""
+        due_now, self._due_now = self._due_now, []
+        for entry, due in due_now:
+            self._send(entry, due, 0)
+
+    def _clock(self) -> float:
+        """The broker's time, and a lower bound of (broker time - our monotonic time).
+
+        The broker read its clock somewhere inside the call, so `broker - after` can
+        only understate the offset: waking at `due - offset` is never early, and late
+        by at most the call's round trip. The tightest bound of the last few seconds
+        is kept; a reading the bound contradicts means the broker's clock went back,
+        and the older ones are dropped."""
+        before = time.monotonic()
+        broker_now = self.broker.clock()
+        after = time.monotonic()
+        offset = broker_now - after
+        if self._samples and offset + (after - before) < self._offset - 0.001:
+            self._samples.clear()  # the broker's clock stepped back
+        self._samples = [(at, off) for at, off in self._samples if at > after - OFFSET_WINDOW]
+        self._samples.append((after, offset))
+        self._offset = max(off for _, off in self._samples)
+        return broker_now
 
     def _heartbeat(self, upcoming: tuple[str, float] | None) -> None:
         """A record in the broker's node registry marked as a scheduler, so `qmulti

@@ -311,6 +311,9 @@ def _child_main(setup: ChildSetup, started: list[Consumer]) -> int:
             logs.setup(setup.spec.node, setup.log_level, setup.logfile)
         faulthandler.register(signal.SIGUSR1, file=logs.log_fd(), all_threads=True,
                               chain=False)
+        # A segfault or abort in an extension (a driver, numpy) leaves its Python stack
+        # in the log, not only the signal's name in the node's line.
+        faulthandler.enable(file=logs.log_fd(), all_threads=True)
         proctitle.set_title(proctitle.child_title(setup.spec.node, setup.index))
         reset = getattr(app, "reset_after_fork", None)
         if callable(reset):

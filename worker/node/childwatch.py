@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from qmulti.node import revoke
+from qmulti.node import logs, revoke
 from qmulti.node.child import result_ttl
 from qmulti.node.execute import store_time_limit
 from qmulti.node.pool import Death
@@ -71,7 +71,7 @@ class ChildWatch:
         if w.failure:
             log.warning("Pool child %d could not start: %s", w.index, w.failure)
         if not death.clean and not self.ready_sent and self.state == RUNNING:
-            self._start_failed(w, w.failure or death.description)
+            self._start_failed(w, w.failure or death.description + self._child_log_hint(w))
             return
         crashed_at_start = (not death.clean and w.running is None and w.finished == 0
                             and time.monotonic() - w.spawned < 1.0)
@@ -82,6 +82,14 @@ class ChildWatch:
             log.warning("Pool child %d died at once; next one in %.1fs", w.index, delay)
         else:
             self.respawn_delay.pop(w.index, None)
+
+    def _child_log_hint(self, w: Any) -> str:
+        """Where a child that died without a word may have left one (its stack, after a
+        fatal signal): its own `%I` log file, which `qmulti start` does not show."""
+        template = self.opts.logfile
+        if not template or ("%I" not in template and "%i" not in template):
+            return ""
+        return f" (its log: {logs.expand_path(template, self.opts.name, w.index)})"
 
     def _release(self, consumer: str) -> None:
         try:
