@@ -46,6 +46,7 @@ def session_vhost() -> Iterator[str]:
     except RuntimeError as exc:
         pytest.skip(f"cannot make a RabbitMQ vhost: {exc}".splitlines()[0])
     try:
+        rabbit_vhost.warm(name)
         yield name
     finally:
         rabbit_vhost.delete([name])

@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 from bench import rabbit_cli
 from bench.rabbit_cli import ACTOR, run_eval
@@ -65,22 +66,49 @@ def ours() -> list[str]:
     return [part.strip(' <>"[]\n') for part in out.split(",") if PREFIX in part]
 
 
-def reset(vhost: str, queues: Iterable[str], rungs: Iterable[str]) -> None:
-    """Delete the work queues a test used, their dead-letter queues and the delay rungs
-    (with whatever they still hold), so the module's next test starts empty. Deleting a
-    missing queue is a no-op in RabbitMQ."""
+def _connect(vhost: str) -> Any:
     import amqp
 
     conn = amqp.Connection(f"{HOST}:{PORT}", userid="guest", password="guest",
                            virtual_host=vhost, connect_timeout=10)
     conn.connect()
+    return conn
+
+
+def warm(vhost: str, units: int = 63) -> None:
+    """Declare the delay rungs that sub-second and few-second etas pass (0..5): a quorum
+    queue declared by a test's first eta takes a loaded machine long enough that a 0.3 s
+    eta would have moved on before the test looks."""
+    from qmulti.brokers.amqp import topology
+
+    conn = _connect(vhost)
+    try:
+        chan = conn.channel()
+        chan.queue_declare("qmulti-warm-up", durable=True, auto_delete=False)
+        topology.Ladder().prepare(chan, "qmulti-warm-up", units)
+        chan.queue_delete("qmulti-warm-up")
+    finally:
+        conn.close()
+
+
+def reset(vhost: str, queues: Iterable[str], rungs: Iterable[str]) -> None:
+    """Delete the work queues a test used, with their dead-letter queues, and empty the
+    delay rungs (kept: declaring them is the slow part), so the module's next test starts
+    empty. Deleting a missing queue is a no-op in RabbitMQ; purging one closes the
+    channel, so the next gets a new one."""
+    import amqp
+
+    conn = _connect(vhost)
     try:
         chan = conn.channel()
         for queue in sorted(set(queues)):
             chan.queue_delete(queue)
             chan.queue_delete(f"{queue}.dead")
         for rung in rungs:
-            chan.queue_delete(rung)
+            try:
+                chan.queue_purge(rung)
+            except amqp.exceptions.NotFound:
+                chan = conn.channel()
     finally:
         conn.close()
 

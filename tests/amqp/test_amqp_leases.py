@@ -116,16 +116,18 @@ def test_long_delays_wait_in_the_ladder(store: Any) -> None:
 
 
 def test_a_delay_declares_only_the_rungs_it_passes_through(store: Any) -> None:
-    """About 1 s is 33 units of 1/32 s (0b100001): rungs 5 and 0 only (or 5 alone when
-    the publish lags the eta by over 15 ms), not the 28 quorum queues of the whole ladder."""
+    """About 2.5 s is 80 units of 1/32 s (0b1010000): this connection declares only the
+    rungs of the delay's set bits (bit 6 is the highest whatever the publish's lag, units
+    64..81), and the server has none of the rungs that no test's delay reaches (12 and up:
+    over two minutes), where the eager ladder had all 28."""
     from qmulti.brokers.amqp import topology
     from qmulti.brokers.amqp.inspection import probe
 
-    eta = time.time() + 1.0 + topology.UNIT / 2
+    eta = time.time() + 2.5
     store.publish(Q, "m0", b"x", eta=eta)
-    depths = probe(store, [topology.level_name(k) for k in range(topology.LEVELS)])
-    declared = {k for k, depth in enumerate(depths) if depth is not None}
-    assert 5 in declared and declared <= {0, 5}, declared
+    assert max(store._ladder.rungs) == 6 and len(store._ladder.rungs) <= 3
+    high = probe(store, [topology.level_name(k) for k in range(12, topology.LEVELS)])
+    assert high == [None] * (topology.LEVELS - 12)
     assert store.stats().scheduled == 1
     (d,) = wait_for(lambda: store.claim([Q], NODE, "c1.1", 1, 0.2), 10, "m0")
     assert d.mid == "m0" and time.time() >= eta

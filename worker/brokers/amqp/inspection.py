@@ -53,21 +53,23 @@ def probe(self: AmqpBroker, names: Sequence[str]) -> list[int | None]:
     return self.link.run(run)
 
 def stats(self: AmqpBroker) -> BrokerStats:
-    nodes = self.side.nodes()
-    queues = known_queues(self, nodes)
+    rungs = {topology.level_name(k) for k in self._ladder.rungs}
 
     def count(what: Sequence[str]) -> list[int | None]:
-        # On the channel that acked, after the acks, counts include them.
-        mine = [n for n in what if n in self._declared
+        # Ours first, on the channel that acked (after the acks, counts include them, and
+        # a message just delayed is read before it moves on); then what may be missing.
+        mine = [n for n in what if n in self._declared or n in rungs
                 or n.removesuffix(".dead") in self._declared]
         found = dict(zip(mine, self.link.run(lambda ch: [depth(ch, n) for n in mine]),
                          strict=True))
         others = [n for n in what if n not in found]
         found.update(zip(others, probe(self, others), strict=True))
         return [found[n] for n in what]
+    ladder = count([topology.level_name(k) for k in range(topology.LEVELS)])
+    nodes = self.side.nodes()
+    queues = known_queues(self, nodes)
     depths = count(queues)
     dead = count([topology.dead_queue(q) for q in queues])
-    ladder = probe(self, [topology.level_name(k) for k in range(topology.LEVELS)])
     return BrokerStats({q: d for q, d in zip(queues, depths, strict=True) if d is not None},
                        sum(n or 0 for n in ladder), len(self._held),
                        sum(n or 0 for n in dead), nodes)
