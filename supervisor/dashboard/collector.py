@@ -2,7 +2,7 @@
 
 Pages, the JSON API, the event stream and /metrics all read the collector's latest
 snapshot; none of them touches the broker. So the broker's load is two pipelined
-reads per tick (node records, queue counts; default every 0.7 s) whatever the number
+reads per tick (node records, queue counts; default every 0.5 s) whatever the number
 of open browsers, which is what keeps the dashboard's cost within a few percent of a
 busy broker's CPU. Reads that change slowly (dead letters, scheduled messages,
 periodic entries) run only when their count moved, or every few ticks. Tasks come
@@ -35,7 +35,7 @@ SLOW_EVERY = 5  # ticks between reads of what rarely changes
 
 
 class Collector:
-    def __init__(self, app: Any, interval: float = 0.7) -> None:
+    def __init__(self, app: Any, interval: float = 0.5) -> None:
         self.app = app
         self.interval = interval
         self.tasks = TaskTable()

@@ -153,6 +153,68 @@ def test_poison_message_in_dead_letters_and_retry_republishes_once(
         broker.close()
 
 
+FRESH_WITHIN = 1.0  # issue 15: every page updates within 1 s
+
+
+def _lags(truth: list[tuple[float, int]], seen: list[tuple[float, int]]) -> list[float]:
+    """For each depth the broker reached, how long until the page showed it: the rise
+    (the first non-zero depth) until the page shows any, then on the way down (no more
+    sends) until the page shows that depth or a lower one."""
+    top = max(range(len(truth)), key=lambda i: truth[i][1])
+    first = next(at for at, v in truth if v > 0)
+    lags = [next(t for t, v in seen if v > 0) - first]
+    for at, depth in truth[top:]:
+        before = [v for t, v in seen if t <= at]
+        if before and before[-1] <= depth:
+            lags.append(0.0)
+        else:
+            lags.append(next(t for t, v in seen if t > at and v <= depth) - at)
+    return lags
+
+
+def test_queue_depth_on_the_page_follows_the_broker_within_1s(
+        page: Any, stack: Stack, client: Celery) -> None:
+    """While the 3 nodes drain a small queue, every depth the broker reached is on the
+    page (or a lower one) within a second: the page's own clock stamps each value it
+    shows, and this test's reads of the broker stamp the truth, on the same machine."""
+    broker = create_broker(stack.redis.url)
+    try:
+        page.goto(stack.url + "queues")
+        page.wait_for_selector('#queues tr[data-queue="celery"]')
+        wait_for(lambda: broker.queue_details()["celery"].ready == 0, 30, "an empty queue")
+        page.evaluate("""() => {
+          window.__seen = [];
+          const read = () => {
+            const cell = document.querySelector('#queues tr[data-queue="celery"] td.depth');
+            const v = cell ? Number(cell.textContent) : null;
+            const last = window.__seen[window.__seen.length - 1];
+            if (v !== null && (!last || last[1] !== v)) window.__seen.push([Date.now() / 1000, v]);
+          };
+          read();
+          new MutationObserver(read).observe(document.getElementById('main'),
+                                             { childList: true, subtree: true });
+        }""")
+        truth: list[tuple[float, int]] = []
+
+        def sample() -> None:
+            depth = broker.queue_details()["celery"].ready
+            if not truth or truth[-1][1] != depth:
+                truth.append((time.time(), depth))
+
+        # 6 pool children in all, 0.25 s a task: 60 tasks take a few seconds to drain.
+        results = [client.send_task("proj.sleep", (0.25,)) for _ in range(60)]
+        wait_for(lambda: (sample(), truth[-1][1] == 0 and len(truth) > 2)[1], 60,
+                 "the nodes to drain the queue", interval=0.02)
+        wait_for(lambda: page.evaluate("window.__seen")[-1][1] == 0, 10, "the page to show 0")
+        seen = [(float(t), int(v)) for t, v in page.evaluate("window.__seen")]
+        assert max(v for _, v in truth) > 6, truth  # there was a queue to watch drain
+        lags = _lags(truth, seen)
+        assert max(lags) <= FRESH_WITHIN, list(zip(truth, lags, strict=True))
+        assert all(r.get(timeout=30) == 0.25 for r in results)
+    finally:
+        broker.close()
+
+
 def test_pool_grow_shows_the_new_size(page: Any, stack: Stack, tmp_path: Path) -> None:
     name = f"w2@{_host()}"
     page.goto(stack.url + "nodes")

@@ -15,8 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-# event type -> the task state it means (Celery's states)
-_TASK_STATES = {
+# event type -> the task state it means (Celery's states); the dashboard's task table too
+TASK_STATES = {
     "task-sent": "PENDING", "task-received": "RECEIVED", "task-started": "STARTED",
     "task-succeeded": "SUCCESS", "task-failed": "FAILURE", "task-retried": "RETRY",
     "task-revoked": "REVOKED", "task-rejected": "REJECTED",
@@ -122,7 +122,7 @@ class State:
             if event.get(name) is not None:
                 setattr(task, name, event[name])
         task.times[kind[len("task-"):]] = float(event.get("timestamp") or time.time())
-        new_state = _TASK_STATES.get(kind)
+        new_state = TASK_STATES.get(kind)
         # A late "started" after "succeeded" (two senders) must not undo a final state.
         if new_state is not None and not (task.ready() and new_state not in _READY):
             task.state = new_state
