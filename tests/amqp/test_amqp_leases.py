@@ -125,7 +125,8 @@ def test_a_delay_declares_only_the_rungs_it_passes_through(store: Any) -> None:
 
     eta = time.time() + 2.5
     store.publish(Q, "m0", b"x", eta=eta)
-    assert max(store._ladder.rungs) == 6 and len(store._ladder.rungs) <= 3
+    rungs = store._ladder.rungs
+    assert any(rungs == {k for k in range(7) if units >> k & 1} for units in range(64, 82)), rungs
     high = probe(store, [topology.level_name(k) for k in range(12, topology.LEVELS)])
     assert high == [None] * (topology.LEVELS - 12)
     assert store.stats().scheduled == 1
