@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench import (
+    amqp_section,
     beat_section,
     canvas_section,
     dashboard_section,
@@ -35,7 +36,7 @@ from bench.redis_proc import RedisProc
 
 # redis last: its ratio line ends the output
 SECTIONS = ("sqlite", "sentinel", "multi", "canvas", "events", "dashboard", "beat",
-            "redis")
+            "amqp", "redis")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if "sentinel" in wanted:
             print(sentinel_section.render(sentinel_section.run(root, run_id, sizes)),
                   flush=True)
-        if {"multi", "canvas", "events", "dashboard", "beat", "redis"} & set(wanted):
+        if {"multi", "canvas", "events", "dashboard", "beat", "amqp", "redis"} & set(wanted):
             server = RedisProc(root, run_id).start()
         if "multi" in wanted and server is not None:
             celery_m, ours_m = multi_section.run(root, run_id, server, sizes)
@@ -122,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
             print(beat_section.render(beat_section.run(root, run_id, server,
                                                        sizes.beat_seconds),
                                       sizes.beat_seconds), flush=True)
+        if "amqp" in wanted and server is not None:
+            why = amqp_section.unavailable()
+            if why:
+                print(f"amqp section skipped: {why}", flush=True)
+            else:
+                celery_a, ours_a = amqp_section.run(root, run_id, server, sizes)
+                print(amqp_section.render(celery_a, ours_a, sizes), flush=True)
         if "redis" in wanted and server is not None:
             celery, ours = redis_section.run(root, run_id, server, sizes)
             print(f"Redis broker and backend, -c {sizes.concurrency} "

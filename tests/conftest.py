@@ -46,7 +46,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     reports them; pytest-xdist forwards each test's captured output in its report."""
     lines: list[str] = []
     for report in terminalreporter.stats.get("passed", []):
-        drill = "tests/drills/" in report.nodeid or "test_beat.py" in report.nodeid
+        drill = ("tests/drills/" in report.nodeid or "test_beat.py" in report.nodeid
+                 or "tests/amqp/test_amqp_chaos" in report.nodeid
+                 or "tests/amqp/test_amqp_delays" in report.nodeid)
         if not drill or report.when != "call":
             continue
         for title, content in report.sections:

@@ -1,9 +1,9 @@
-"""RabbitMQ fixtures: a fresh vhost of our own per test on the machine's server, and the
-amqp:// store factory that the reused broker contract tests run on."""
+"""RabbitMQ fixtures: a vhost of the session's own on the machine's server (see
+rabbit_vhost.py), emptied after each test, and the amqp:// store factory that the reused
+broker contract tests run on."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,37 +15,57 @@ import rabbit_vhost
 
 StoreFactory = Callable[..., Any]
 
-# The node tests' helpers (node_fixtures) and the suites reused here live in tests/worker.
-WORKER_TESTS = str(Path(__file__).parent.parent / "worker")
-if WORKER_TESTS not in sys.path:
-    sys.path.append(WORKER_TESTS)
+# The node tests' helpers (node_fixtures) and the suites reused here live in tests/worker,
+# the chaos drill's project helper in tests/drills.
+for _folder in ("worker", "drills"):
+    _path = str(Path(__file__).parent.parent / _folder)
+    if _path not in sys.path:
+        sys.path.append(_path)
 
 
-OPT_IN = "QMULTI_TEST_AMQP"
+class Vhost:
+    """This session's vhost as one test sees it: `queues` collects the work queues the
+    test used, deleted at its end (with what they hold) so the next test starts empty."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.url = rabbit_vhost.url(name)
+        self.queues: set[str] = {"celery"}
 
 
 @pytest.fixture(scope="session")
-def vhost_pool() -> Iterator[rabbit_vhost.VhostPool]:
-    if os.environ.get(OPT_IN) != "1":
-        # Each test vhost gets the 28 quorum queues of the delay ladder: a session's pool
-        # of 40 made ~1,100 on the machine's shared RabbitMQ, and leftovers of killed
-        # sessions once wedged it (vhost add/delete took 60 s, then it would not boot).
-        # Until the ladder is declared lazily and the pool is small, these tests run only
-        # when asked for.
-        pytest.skip(f"RabbitMQ tests are opt-in: set {OPT_IN}=1 (they use the machine's "
-                    "RabbitMQ on 127.0.0.1:5672 with vhosts of their own)")
+def session_vhost() -> Iterator[str]:
+    """One vhost for the session (per xdist worker), made at its first RabbitMQ test and
+    deleted at its end; skips every RabbitMQ test, with the reason, when the machine's
+    server does not answer."""
     why = rabbit_vhost.unavailable()
     if why:
         pytest.skip(why)
-    pool = rabbit_vhost.VhostPool()
-    yield pool
-    pool.close()
+    try:
+        (name,) = rabbit_vhost.create(1)
+    except RuntimeError as exc:
+        pytest.skip(f"cannot make a RabbitMQ vhost: {exc}".splitlines()[0])
+    try:
+        rabbit_vhost.warm(name)
+        yield name
+    finally:
+        rabbit_vhost.delete([name])
 
 
 @pytest.fixture
-def amqp_url(vhost_pool: rabbit_vhost.VhostPool) -> str:
-    """`amqp://guest:guest@127.0.0.1:5672/<a vhost no other test uses>`."""
-    return rabbit_vhost.url(vhost_pool.take())
+def amqp_vhost(session_vhost: str) -> Iterator[Vhost]:
+    vhost = Vhost(session_vhost)
+    yield vhost
+    from qmulti.brokers.amqp import topology
+
+    rabbit_vhost.reset(vhost.name, vhost.queues,
+                       [topology.level_name(k) for k in range(topology.LEVELS)])
+
+
+@pytest.fixture
+def amqp_url(amqp_vhost: Vhost) -> str:
+    """`amqp://guest:guest@127.0.0.1:5672/<this session's vhost>`, emptied after the test."""
+    return amqp_vhost.url
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +75,7 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store_factory(amqp_url: str, tmp_path: Path) -> Iterator[StoreFactory]:
+def store_factory(amqp_vhost: Vhost, tmp_path: Path) -> Iterator[StoreFactory]:
     """`make(max_deliveries=5)`: a new connection to this test's vhost, as another process
     would have, with node records in a SQLite side store shared by all of them."""
     from qmulti.brokers.amqp import AmqpBroker
@@ -64,21 +84,37 @@ def store_factory(amqp_url: str, tmp_path: Path) -> Iterator[StoreFactory]:
     side = f"sqlite:///{tmp_path / 'side.db'}"
 
     def make(**options: Any) -> Any:
-        store = AmqpBroker(amqp_url, result_backend=side, **options)
-        if not made:
-            # The delay ladder exists once any eta was sent; declaring its 28 quorum
-            # queues takes seconds on a loaded machine, which sub-second etas must not see.
-            from qmulti.brokers.amqp import topology
-
-            store.link.run(topology.declare_ladder)
+        store = AmqpBroker(amqp_vhost.url, result_backend=side, **options)
         made.append(store)
         return store
 
     yield make
     for store in made:
+        amqp_vhost.queues.update(store._declared)
         store.close()
 
 
 @pytest.fixture
 def store(store_factory: StoreFactory) -> Any:
     return store_factory()
+
+
+@pytest.fixture(scope="session")
+def private_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A rabbitmq-server of the session's own (rabbit_private.py), for tests that
+    restart the broker; started at its first use (10-30 s on a loaded 2-core machine)."""
+    import rabbit_private
+
+    why = rabbit_private.unavailable()
+    if why:
+        pytest.skip(why)
+    server = rabbit_private.PrivateRabbit(tmp_path_factory.mktemp("rabbit"))
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - the reason, on one line, then skip
+        server.stop()
+        pytest.skip(f"private rabbitmq-server did not start: {exc}".splitlines()[0])
+    try:
+        yield server
+    finally:
+        server.stop()

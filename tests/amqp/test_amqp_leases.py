@@ -115,6 +115,25 @@ def test_long_delays_wait_in_the_ladder(store: Any) -> None:
         assert at < etas[mid] + 3.0
 
 
+def test_a_delay_declares_only_the_rungs_it_passes_through(store: Any) -> None:
+    """About 2.5 s is 80 units of 1/32 s (0b1010000): this connection declares only the
+    rungs of the delay's set bits (bit 6 is the highest whatever the publish's lag, units
+    64..81), and the server has none of the rungs that no test's delay reaches (12 and up:
+    over two minutes), where the eager ladder had all 28."""
+    from qmulti.brokers.amqp import topology
+    from qmulti.brokers.amqp.inspection import probe
+
+    eta = time.time() + 2.5
+    store.publish(Q, "m0", b"x", eta=eta)
+    rungs = store._ladder.rungs
+    assert any(rungs == {k for k in range(7) if units >> k & 1} for units in range(64, 82)), rungs
+    high = probe(store, [topology.level_name(k) for k in range(12, topology.LEVELS)])
+    assert high == [None] * (topology.LEVELS - 12)
+    assert store.stats().scheduled == 1
+    (d,) = wait_for(lambda: store.claim([Q], NODE, "c1.1", 1, 0.2), 10, "m0")
+    assert d.mid == "m0" and time.time() >= eta
+
+
 def test_a_lease_survives_silence_longer_than_the_heartbeat(store_factory: Any) -> None:
     """heartbeat=1: a connection that says nothing for ~2 s is closed by RabbitMQ. The
     link's thread keeps it while the owner thread is busy elsewhere (a running task)."""

@@ -35,25 +35,41 @@ def depth(chan: Any, queue: str) -> int | None:
     except amqp.exceptions.NotFound:
         return None
 
+def probe(self: AmqpBroker, names: Sequence[str]) -> list[int | None]:
+    """Depths of queues that may be missing: a passive declare of a missing one closes its
+    channel (never the one holding deliveries), so the next name gets a new one."""
+    def run(_: Any) -> list[int | None]:
+        out: list[int | None] = []
+        chan = None
+        try:
+            for name in names:
+                if chan is None or not chan.is_open:
+                    chan = self.link.connection.channel()
+                out.append(depth(chan, name))
+        finally:
+            if chan is not None and chan.is_open:
+                chan.close()
+        return out
+    return self.link.run(run)
+
 def stats(self: AmqpBroker) -> BrokerStats:
-    nodes = self.side.nodes()
-    queues = known_queues(self, nodes)
+    rungs = {topology.level_name(k) for k in self._ladder.rungs}
 
     def count(what: Sequence[str]) -> list[int | None]:
-        out: list[int | None] = []
-        for name in what:
-            if name in self._declared or name.removesuffix(".dead") in self._declared:
-                # On the channel that acked, after the acks: counts include them.
-                out.append(self.link.run(lambda ch, n=name: depth(ch, n)))
-            else:  # may be missing, which closes the channel asking: one each
-                out.append(self.link.side_channel(lambda ch, n=name: depth(ch, n)))
-        return out
+        # Ours first, on the channel that acked (after the acks, counts include them, and
+        # a message just delayed is read before it moves on); then what may be missing.
+        mine = [n for n in what if n in self._declared or n in rungs
+                or n.removesuffix(".dead") in self._declared]
+        found = dict(zip(mine, self.link.run(lambda ch: [depth(ch, n) for n in mine]),
+                         strict=True))
+        others = [n for n in what if n not in found]
+        found.update(zip(others, probe(self, others), strict=True))
+        return [found[n] for n in what]
+    ladder = count([topology.level_name(k) for k in range(topology.LEVELS)])
+    nodes = self.side.nodes()
+    queues = known_queues(self, nodes)
     depths = count(queues)
     dead = count([topology.dead_queue(q) for q in queues])
-    levels = [topology.level_name(k) for k in range(topology.LEVELS)]
-    ladder: list[int | None] = []
-    if self._ladder or count(levels[:1])[0] is not None:  # declared all together
-        ladder = self.link.side_channel(lambda ch: [depth(ch, n) for n in levels])
     return BrokerStats({q: d for q, d in zip(queues, depths, strict=True) if d is not None},
                        sum(n or 0 for n in ladder), len(self._held),
                        sum(n or 0 for n in dead), nodes)

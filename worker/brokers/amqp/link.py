@@ -9,7 +9,10 @@ task runs for an hour in the main thread: nothing else reads the socket then.
 Fork: a child must never close or shut down the parent's socket (py-amqp's close calls
 `shutdown(SHUT_RDWR)`, which would cut the parent's connection too). So a link used in a
 new process parks what it inherited in `_INHERITED`, unclosed and never collected, and
-connects afresh.
+connects afresh. Its lock is replaced in the child at the fork itself: a fork while
+another thread of the parent (the heartbeat, the remote-control listener) held it would
+leave the child's copy held by a thread that does not exist there, for ever (pool
+children that never came up, now and then).
 
 Fencing: `generation` names the current channel. Delivery tags are per channel and the
 server returns a closed channel's unacked messages to their queues, so a delivery of an
@@ -21,6 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +38,7 @@ T = TypeVar("T")
 DRAIN_CHUNK = 1.0  # longest wait inside one locked drain: heartbeats run in between
 _INHERITED: list[object] = []
 _GENERATIONS = itertools.count(1)
+_LINKS: weakref.WeakSet[AmqpLink] = weakref.WeakSet()
 
 # What a broken connection raises; anything else from py-amqp is a channel-level refusal.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -57,6 +62,7 @@ class AmqpLink:
         self._chan: Any = None
         self._stop = threading.Event()
         self.resets: list[Callable[[], None]] = []  # told when the channel is gone
+        _LINKS.add(self)
 
     # -- the connection ---------------------------------------------------------------
     def channel(self) -> Any:
@@ -191,3 +197,11 @@ class AmqpLink:
                     conn.close()
                 except Exception:  # noqa: BLE001 - closing a dead connection
                     pass
+
+
+def _after_fork_in_child() -> None:
+    for link in list(_LINKS):
+        link.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,6 +10,7 @@ import amqp
 
 import qmulti.brokers.amqp.topology as topology
 from qmulti.brokers.base import Delivery
+from qmulti.exceptions import BrokerError
 
 ETA = "x-qmulti-eta"  # the eta, so a delay longer than the ladder goes round again
 REASON = "x-qmulti-reason"
@@ -37,4 +38,19 @@ def send_to_dead(chan: Any, queue: str, mid: str, body: bytes, reason: str) -> N
     msg = amqp.Message(body, delivery_mode=2, message_id=mid,
                        application_headers={REASON: reason, ORIGIN: queue,
                                             "x-qmulti-at": time.time()})
-    chan.basic_publish(msg, exchange="", routing_key=topology.dead_queue(queue))
+    publish(chan, msg, "", topology.dead_queue(queue))
+
+
+def publish(chan: Any, msg: Any, exchange: str, key: str, tries: int = 3) -> None:
+    """basic.publish, returning once confirmed. A nack (a quorum queue declared a moment
+    ago may have no leader yet, or one is being elected) means RabbitMQ did not take the
+    message, so it is sent again, a few times, before the caller hears of it."""
+    for attempt in range(1, tries + 1):
+        try:
+            chan.basic_publish(msg, exchange=exchange, routing_key=key)
+            return
+        except amqp.exceptions.MessageNacked:
+            if attempt == tries:
+                raise BrokerError(f"RabbitMQ refused the message {tries} times (nack)"
+                                  ) from None
+            time.sleep(0.05 * attempt)

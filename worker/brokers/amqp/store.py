@@ -33,17 +33,20 @@ import amqp
 
 import qmulti.brokers.amqp.inspection as inspection
 import qmulti.brokers.amqp.topology as topology
+from qmulti.brokers.amqp.control import AmqpControl
 from qmulti.brokers.amqp.link import DRAIN_CHUNK, AmqpLink
-from qmulti.brokers.amqp.messages import ETA, Held, copy_message, send_to_dead
+from qmulti.brokers.amqp.messages import ETA, Held, copy_message, publish, send_to_dead
 from qmulti.brokers.amqp.side import SideStore
 from qmulti.brokers.amqp.url import parse_amqp_url
 from qmulti.brokers.base import (
     DEFAULT_HEARTBEAT_EXPIRY,
     DEFAULT_MAX_DELIVERIES,
+    KEEP_REAPS,
     LOST,
     OK,
     Broker,
     BrokerStats,
+    Continuation,
     DeadLetter,
     Delivery,
     ResultBackend,
@@ -56,7 +59,7 @@ from qmulti.brokers.base import (
 _OWNERS: weakref.WeakValueDictionary[str, AmqpBroker] = weakref.WeakValueDictionary()
 
 
-class AmqpBroker(Broker):
+class AmqpBroker(AmqpControl, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
@@ -76,9 +79,8 @@ class AmqpBroker(Broker):
         self.side = SideStore(result_backend, options)
         self.reply_to: str | None = None  # set by an rpc:// backend of this process
         self.before_publish: list[Callable[[Any], None]] = []  # its reply queue's listener
-        self._declared: set[str] = set()
-        self._ladder = False
-        self._bound: set[str] = set()  # work queues bound to the ladder's last exchange
+        self._declared: set[str] = set()  # declared on this connection (as _ladder)
+        self._ladder = topology.Ladder()
         self._held: dict[str, Held] = {}  # token -> lease
         self._inbox: list[tuple[str, Any]] = []  # (queue, message) from a blocking claim
         self._consumers: dict[str, str] = {}  # consumer tag -> queue
@@ -93,6 +95,9 @@ class AmqpBroker(Broker):
         self._inbox.clear()
         self._consumers.clear()
         self._consuming = None
+        # A new connection may be to a server that lost them (a fresh data dir): anew.
+        self._declared.clear()
+        self._ladder = topology.Ladder()
 
     # -- declarations -------------------------------------------------------------------
     def _declare(self, chan: Any, queue: str) -> None:
@@ -100,14 +105,6 @@ class AmqpBroker(Broker):
             return
         topology.declare_work_queue(chan, queue, self.max_deliveries, self.queue_type)
         self._declared.add(queue)
-
-    def _declare_delay(self, chan: Any, queue: str) -> None:
-        if not self._ladder:
-            topology.declare_ladder(chan)
-            self._ladder = True
-        if queue not in self._bound:
-            topology.bind_delivery(chan, queue)
-            self._bound.add(queue)
 
     # -- producing ----------------------------------------------------------------------
     def _message(self, mid: str, body: bytes, eta: float | None,
@@ -128,11 +125,10 @@ class AmqpBroker(Broker):
         self._declare(chan, queue)
         delay = 0.0 if eta is None else eta - time.time()
         if delay <= 0:
-            chan.basic_publish(msg, exchange="", routing_key=queue)
+            publish(chan, msg, "", queue)
             return
-        self._declare_delay(chan, queue)
-        exchange, key = topology.delay_route(queue, delay)
-        chan.basic_publish(msg, exchange=exchange, routing_key=key)
+        exchange, key = self._ladder.prepare(chan, queue, topology.delay_units(delay))
+        publish(chan, msg, exchange, key)
 
     def publish(self, queue: str, mid: str, body: bytes, eta: float | None = None) -> None:
         def run(chan: Any) -> None:
@@ -333,15 +329,16 @@ class AmqpBroker(Broker):
         return super().start(delivery, task_id, meta, backend, ttl)
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
-               backend: ResultBackend | None, ttl: float | None) -> str:
+               backend: ResultBackend | None, ttl: float | None,
+               then: Continuation | None = None) -> str:
         from qmulti.brokers.amqp.rpc import RpcBackend
 
-        if isinstance(backend, RpcBackend):
+        if isinstance(backend, RpcBackend) and then is None:
             lease = self._held.get(delivery.token)
             if meta is not None and lease is not None:
                 backend.reply(lease.reply_to, task_id, state, meta)
             return self.ack([delivery])
-        return super().finish(delivery, task_id, state, meta, backend, ttl)
+        return super().finish(delivery, task_id, state, meta, backend, ttl, then)
 
     def reply_to_of(self, task_id: str) -> str | None:
         """The reply queue of a task this process holds (for a backend.set by task id)."""
@@ -365,7 +362,8 @@ class AmqpBroker(Broker):
     def unregister(self, node_id: str) -> None:
         self.side.unregister(node_id)
 
-    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY) -> int:
+    def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
+                           keep_reaps: float = KEEP_REAPS) -> int:
         self.side.forget_dead(expiry)
         return 0  # RabbitMQ gave their messages back when their connections closed
 

@@ -1,0 +1,112 @@
+"""Issue 16's bench: both contenders on the machine's RabbitMQ (127.0.0.1:5672), each
+in a vhost of its own made for the run, results in the bench's private Redis (db 1).
+
+Per side: enqueue N with no node running (qmulti waits for each publisher confirm, which
+Celery's default does not ask for); start a node on that backlog (drain, results
+stored); with the node warm, sequential round trips. Progress is the backend's count of
+result keys, polled every 5 ms. The vhosts are deleted after the run;
+one left by a killed run is named after its pid and swept by the next test session.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench import drain, rabbit_cli, report
+from bench.celery_side import CelerySide
+from bench.outcome import Outcome, Sizes, stop_node
+from bench.qmulti_side import QmultiSide
+from bench.redis_proc import RedisProc
+from bench.side import Side
+
+HOST, PORT = "127.0.0.1", 5672
+ROWS = ("drain", "enqueue", "rtt_p50", "rtt_p99")
+
+
+def unavailable() -> str | None:
+    try:
+        socket.create_connection((HOST, PORT), timeout=2).close()
+    except OSError as exc:
+        return f"no RabbitMQ on {HOST}:{PORT} ({exc})"
+    return None
+
+
+def run(root: Path, run_id: str, server: RedisProc, sizes: Sizes) -> tuple[Outcome, Outcome]:
+    celery, ours = CelerySide(root / "amqp", run_id), QmultiSide(root / "amqp", run_id)
+    vhosts = {side.name: f"qmulti-test-{os.getpid()}-bench-{side.name}"
+              for side in (celery, ours)}
+    rabbit_cli.add(vhosts.values())
+    try:
+        return tuple(run_side(side, f"amqp://guest:guest@{HOST}:{PORT}/{vhosts[side.name]}",
+                              server, sizes) for side in (celery, ours))  # type: ignore
+    finally:
+        rabbit_cli.delete(vhosts.values())
+
+
+def run_side(side: Side, broker_url: str, server: RedisProc, sizes: Sizes) -> Outcome:
+    out = Outcome()
+    backend = server.client(1)
+    n = sizes.tasks
+    server.flush()
+    side.write_tasks(broker_url, server.url(1))
+
+    def enqueue() -> None:
+        out.figures["enqueue"] = n / float(side.driver("enqueue", "noop", str(n))["seconds"])
+
+    if not out.attempt("enqueue", enqueue):
+        return out
+    node = side.start_node(sizes.concurrency)
+    try:
+        def drain_stored() -> None:
+            d = drain.measure(lambda: _results(backend, side.name), n, node)
+            out.figures["drain"] = d.rate
+            stored = side.stored(backend)
+            if stored < n:
+                raise RuntimeError(f"backlog done but only {stored}/{n} results stored")
+
+        def round_trips() -> None:
+            node.wait_ready(30)
+            lat = side.driver("rtt", "noop", str(sizes.round_trips))["latencies"]
+            out.figures["rtt_p50"] = statistics.median(lat) * 1000
+            out.figures["rtt_p99"] = sorted(lat)[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))
+                                                 ] * 1000
+
+        if out.attempt("drain (results stored)", drain_stored):
+            out.attempt("round trips", round_trips)
+    finally:
+        stop_node(node, out)
+    return out
+
+
+def _results(backend: Any, who: str) -> int:
+    """Results stored so far: Celery's db holds nothing else; qmulti's has a wake-up
+    key per task and node records too, so its result keys are counted in the server."""
+    if who == "celery":
+        return int(backend.dbsize())
+    return int(backend.eval("return #redis.call('keys', ARGV[1])", 0, "qmulti:result:*"))
+
+
+def render(celery: Outcome, ours: Outcome, sizes: Sizes) -> str:
+    rows = [r for r in report.REDIS_ROWS if r.key in ROWS]
+    lines = [f"RabbitMQ broker (amqp://, own vhost per side), Redis backend, "
+             f"-c {sizes.concurrency}",
+             f"{'metric':32} {'unit':8} {'celery':>10} {'qmulti':>10} {'ratio':>7}  target",
+             "-" * 80]
+    targets = {"drain": ">= 2x", "rtt_p50": ">= 2x"}
+    for row in rows:
+        digits = 2 if row.unit == "ms" else 0
+        r = report.ratio(row.key, celery.figures, ours.figures, row.higher_is_better)
+        lines.append(f"{row.label:32} {row.unit:8} "
+                     f"{report.fmt(celery.figures.get(row.key), digits):>10} "
+                     f"{report.fmt(ours.figures.get(row.key), digits):>10} "
+                     f"{report.fmt(r, 2):>7}  {targets.get(row.key, '')}")
+    for who, o in (("celery", celery), ("qmulti", ours)):
+        lines += [f"  problem ({who}): {err}" for err in o.errors]
+    parts = [f"{key}={report.fmt(report.ratio(key, celery.figures, ours.figures, better), 2)}"
+             for key, better in (("drain", True), ("enqueue", True), ("rtt_p50", False))]
+    lines.append("amqp ratios vs celery: " + " ".join(parts))
+    return "\n".join(lines)
