@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qmulti.brokers.base import marker_ttl
 from qmulti.canvas_base import HOOKS, KINDS, Signature, group, signature
 from qmulti.protocol import new_id
 from qmulti.result import AsyncResult
@@ -225,6 +224,8 @@ def send(sig: Signature, link: Any = None, link_error: Any = None, **options: An
     out = Plan()
     plan(app, sig, out)  # everything checked and encoded before anything is sent
     broker = app.broker
+    from qmulti.brokers.base import marker_ttl  # here: `import qmulti` loads no broker
+
     life = marker_ttl(app.conf.result_expires)  # as long as its members' results
     for chord_id, size, body in out.chords:
         broker.chord_init(chord_id, size, body, life)
