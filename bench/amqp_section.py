@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import socket
-import statistics
 from pathlib import Path
 from typing import Any
 
 from bench import drain, rabbit_cli, report
 from bench.celery_side import CelerySide
-from bench.outcome import Outcome, Sizes, stop_node
+from bench.outcome import Outcome, Sizes
 from bench.qmulti_side import QmultiSide
 from bench.redis_proc import RedisProc
 from bench.side import Side
@@ -48,38 +47,18 @@ def run(root: Path, run_id: str, server: RedisProc, sizes: Sizes) -> tuple[Outco
 
 
 def run_side(side: Side, broker_url: str, server: RedisProc, sizes: Sizes) -> Outcome:
-    out = Outcome()
     backend = server.client(1)
     n = sizes.tasks
     server.flush()
     side.write_tasks(broker_url, server.url(1))
 
-    def enqueue() -> None:
-        out.figures["enqueue"] = n / float(side.driver("enqueue", "noop", str(n))["seconds"])
+    def all_stored() -> None:
+        stored = side.stored(backend)
+        if stored < n:
+            raise RuntimeError(f"backlog done but only {stored}/{n} results stored")
 
-    if not out.attempt("enqueue", enqueue):
-        return out
-    node = side.start_node(sizes.concurrency)
-    try:
-        def drain_stored() -> None:
-            d = drain.measure(lambda: _results(backend, side.name), n, node)
-            out.figures["drain"] = d.rate
-            stored = side.stored(backend)
-            if stored < n:
-                raise RuntimeError(f"backlog done but only {stored}/{n} results stored")
-
-        def round_trips() -> None:
-            node.wait_ready(30)
-            lat = side.driver("rtt", "noop", str(sizes.round_trips))["latencies"]
-            out.figures["rtt_p50"] = statistics.median(lat) * 1000
-            out.figures["rtt_p99"] = sorted(lat)[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))
-                                                 ] * 1000
-
-        if out.attempt("drain (results stored)", drain_stored):
-            out.attempt("round trips", round_trips)
-    finally:
-        stop_node(node, out)
-    return out
+    return drain.enqueue_then_drain(side, sizes, lambda: _results(backend, side.name),
+                                    verify=all_stored, with_round_trips=True)
 
 
 def _results(backend: Any, who: str) -> int:

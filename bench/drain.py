@@ -7,6 +7,7 @@ and neither contender can skew the figure by how it reports.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,13 +56,23 @@ def measure(finished: Callable[[], int], count: int, node: Node, stall: float = 
     return Drain(tasks=done - first[1], seconds=now - first[0])
 
 
+def round_trips(side: Side, node: Node, sizes: Sizes, out: Outcome) -> None:
+    """Figures `rtt_p50` and `rtt_p99` (ms): sequential `delay().get()` on a warm node."""
+    node.wait_ready(30)
+    lat = sorted(side.driver("rtt", "noop", str(sizes.round_trips))["latencies"])
+    out.figures["rtt_p50"] = statistics.median(lat) * 1000
+    out.figures["rtt_p99"] = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] * 1000
+
+
 def enqueue_then_drain(side: Side, sizes: Sizes, finished: Callable[[], int],
                        interval: float = 0.005,
-                       verify: Callable[[], None] | None = None) -> Outcome:
+                       verify: Callable[[], None] | None = None,
+                       with_round_trips: bool = False) -> Outcome:
     """Figures `enqueue` (a fresh producer's `delay()` loop of `sizes.tasks` no-ops,
     tasks/s) and `drain` (one node started on that backlog, results stored) on a side
     whose task module is written: the pair of figures a store is judged by when Celery
-    has nothing beside it. `verify` runs once the drain is over (a result count)."""
+    has nothing beside it. `verify` runs once the drain is over (a result count);
+    `with_round_trips` adds `round_trips` on the same node after a good drain."""
     out = Outcome()
     n = sizes.tasks
 
@@ -76,7 +87,8 @@ def enqueue_then_drain(side: Side, sizes: Sizes, finished: Callable[[], int],
             out.figures["drain"] = measure(finished, n, node, interval=interval).rate
             if verify is not None:
                 verify()
-        out.attempt("drain (results stored)", drain_stored)
+        if out.attempt("drain (results stored)", drain_stored) and with_round_trips:
+            out.attempt("round trips", lambda: round_trips(side, node, sizes, out))
     finally:
         stop_node(node, out)
     return out

@@ -55,12 +55,6 @@ def run_side(side: Side, server: RedisProc, sizes: Sizes) -> Outcome:
             if stored < n:
                 raise RuntimeError(f"queue empty but only {stored}/{n} results stored")
 
-        def round_trips() -> None:
-            node.wait_ready(30)
-            lat = side.driver("rtt", "noop", str(sizes.round_trips))["latencies"]
-            out.figures["rtt_p50"] = statistics.median(lat) * 1000
-            out.figures["rtt_p99"] = _percentile(lat, 0.99) * 1000
-
         def idle_rss() -> None:
             time.sleep(sizes.idle_settle)  # let the node go idle; nothing to poll for
             main, children = node.rss()
@@ -71,7 +65,7 @@ def run_side(side: Side, server: RedisProc, sizes: Sizes) -> Outcome:
             out.figures["pss"] = node.pss() / MIB
 
         if out.attempt("drain (results stored)", drain_stored):
-            out.attempt("round trips", round_trips)
+            out.attempt("round trips", lambda: drain.round_trips(side, node, sizes, out))
             out.attempt("idle RSS", idle_rss)
     finally:
         stop_node(node, out)
@@ -88,8 +82,3 @@ def run_side(side: Side, server: RedisProc, sizes: Sizes) -> Outcome:
             stop_node(node, out)
     out.figures["enqueue"] = statistics.mean(rates)
     return out
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
