@@ -86,10 +86,8 @@ class ChildWatch:
     def _child_log_hint(self, w: Any) -> str:
         """Where a child that died without a word may have left one (its stack, after a
         fatal signal): its own `%I` log file, which `qmulti start` does not show."""
-        template = self.opts.logfile
-        if not template or ("%I" not in template and "%i" not in template):
-            return ""
-        return f" (its log: {logs.expand_path(template, self.opts.name, w.index)})"
+        path = logs.child_logfile(self.opts.logfile, self.opts.name, w.index)
+        return "" if path is None else f" (its log: {path})"
 
     def _release(self, consumer: str) -> None:
         try:

@@ -63,6 +63,18 @@ def expand_hostname(template: str, host: str | None = None) -> str:
     return _expand(template, host_keys(host or socket.gethostname()))
 
 
+def per_child(template: str | None) -> bool:
+    """Whether a --logfile template gives each pool child a file of its own."""
+    return template is not None and ("%i" in template or "%I" in template)
+
+
+def child_logfile(template: str | None, node: str, index: int) -> str | None:
+    """Pool child `index`'s own log file, or None when the children share the node's."""
+    if template is None or not per_child(template):
+        return None
+    return expand_path(template, node, index)
+
+
 def expand_path(template: str, node: str, index: int | None = None) -> str:
     """Expand a --logfile/--pidfile path: %p the node name, %n its name part, %h its host
     part, %d the domain, %i the pool child index (0 for the main process), %I the same

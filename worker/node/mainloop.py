@@ -232,14 +232,12 @@ class Node(SignalHandlers, ChildWatch, BrokerLink, RemoteControl):
             log.debug("Started pool child %d (%s)", index, w.consumer)
 
     def _child_setup(self, w: Worker, wfd: int) -> ChildSetup:
-        template = self.opts.logfile
-        own_log = bool(template) and ("%I" in template or "%i" in template)
+        own_log = logs.child_logfile(self.opts.logfile, self.opts.name, w.index)
         return ChildSetup(
             app=self.app, spec=self.spec, index=w.index, consumer=w.consumer, status_fd=wfd,
             close_fds=[], parent_pid=self.pid, pidfile=self.pidfile,
             log_level=self.opts.loglevel,
-            logfile=logs.expand_path(template, self.opts.name, w.index) if own_log else None,
-            reopen_log=own_log, time_limit=self.opts.time_limit,
+            logfile=own_log, reopen_log=own_log is not None, time_limit=self.opts.time_limit,
             soft_time_limit=self.opts.soft_time_limit)
 
 

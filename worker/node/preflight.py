@@ -23,7 +23,7 @@ def check_log_files(template: str, opts: Any) -> None:
     word logged: refused here instead. Errors name the template as given.
     """
     indexes = [None]
-    if "%i" in template or "%I" in template:
+    if logs.per_child(template):
         indexes += list(range(1, opts.concurrency + 1))
     for index in indexes:
         path = os.path.expanduser(logs.expand_path(template, opts.name, index))
