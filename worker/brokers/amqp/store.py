@@ -25,7 +25,6 @@ does; a message returned `max_deliveries` times is dead-lettered at its next cla
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,9 +32,10 @@ import amqp
 
 import qmulti.brokers.amqp.inspection as inspection
 import qmulti.brokers.amqp.topology as topology
+from qmulti.brokers.amqp.consume import OWNERS, AmqpConsuming
 from qmulti.brokers.amqp.control import AmqpControl
-from qmulti.brokers.amqp.link import DRAIN_CHUNK, AmqpLink
-from qmulti.brokers.amqp.messages import ETA, Held, copy_message, publish, send_to_dead
+from qmulti.brokers.amqp.link import AmqpLink
+from qmulti.brokers.amqp.messages import ETA, Held, publish, send_to_dead
 from qmulti.brokers.amqp.side import SideStore
 from qmulti.brokers.amqp.url import parse_amqp_url
 from qmulti.brokers.base import (
@@ -52,14 +52,8 @@ from qmulti.brokers.base import (
     ResultBackend,
 )
 
-# Channel generation -> the broker holding its leases, in this process. A pool child
-# gives back its prefetched messages from another thread with a broker instance of its
-# own; RabbitMQ takes a nack only on the channel that received the message, so such a
-# nack is passed to the instance that holds it (under that link's lock).
-_OWNERS: weakref.WeakValueDictionary[str, AmqpBroker] = weakref.WeakValueDictionary()
 
-
-class AmqpBroker(AmqpControl, Broker):
+class AmqpBroker(AmqpConsuming, AmqpControl, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
@@ -137,103 +131,6 @@ class AmqpBroker(AmqpControl, Broker):
             self._send(chan, queue, self._message(mid, body, eta), eta)
         self.link.run(run)
 
-    # -- consuming ----------------------------------------------------------------------
-    def claim(self, queues: Sequence[str], node_id: str, consumer: str, limit: int,
-              timeout: float) -> list[Delivery]:
-        if not queues or limit <= 0:
-            return []
-        deadline = time.monotonic() + max(timeout, 0.0)
-        want = (tuple(queues), limit)
-
-        def first(chan: Any) -> list[Delivery]:
-            if self._consumers and self._consuming != want:
-                self._cancel(chan)  # another queue list or prefetch: consumers anew
-            out = self._take(chan, queues, node_id, consumer, limit)
-            return out or self._get(chan, queues, node_id, consumer, limit)
-
-        out = self.link.run(first)
-        while not out:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self.link.run(lambda chan: self._consume(chan, queues, limit))
-            self.link.drain(min(remaining, DRAIN_CHUNK))
-            out = self.link.run(lambda chan: self._take(chan, queues, node_id, consumer, limit))
-        return out
-
-    def _consume(self, chan: Any, queues: Sequence[str], limit: int) -> None:
-        if self._consumers:
-            return
-        chan.basic_qos(0, limit, False)
-        for queue in queues:
-            self._declare(chan, queue)
-            tag = chan.basic_consume(queue, callback=lambda msg, q=queue: self._inbox.append(
-                (q, msg)))
-            self._consumers[tag] = queue
-        self._consuming = (tuple(queues), limit)
-
-    def _cancel(self, chan: Any) -> None:
-        """Stop the consumers; after each cancel-ok nothing more arrives for it."""
-        for tag in list(self._consumers):
-            chan.basic_cancel(tag)
-            del self._consumers[tag]
-        self._consuming = None
-
-    def _take(self, chan: Any, queues: Sequence[str], node_id: str, consumer: str,
-              limit: int) -> list[Delivery]:
-        """What the consumers pushed, in the caller's queue order; a message of a queue
-        the caller no longer reads goes straight back."""
-        out: list[Delivery] = []
-        order = {q: i for i, q in enumerate(queues)}
-        inbox = sorted(self._inbox, key=lambda item: order.get(item[0], len(order)))
-        self._inbox = []
-        for queue, msg in inbox:
-            if queue not in order:
-                chan.basic_reject(msg.delivery_tag, requeue=True)
-            elif len(out) < limit:
-                self._accept(chan, queue, msg, node_id, consumer, out)
-            else:
-                self._inbox.append((queue, msg))  # still prefetched: the next claim's
-        return out
-
-    def _get(self, chan: Any, queues: Sequence[str], node_id: str, consumer: str,
-             limit: int) -> list[Delivery]:
-        """basic.get, queue by queue in order: a claim that must not wait, or the first
-        claim before the consumers exist."""
-        out: list[Delivery] = []
-        for queue in queues:
-            self._declare(chan, queue)
-            while len(out) < limit:
-                msg = chan.basic_get(queue, no_ack=False)
-                if msg is None:
-                    break
-                self._accept(chan, queue, msg, node_id, consumer, out)
-        return out
-
-    def _accept(self, chan: Any, queue: str, msg: Any, node_id: str, consumer: str,
-                out: list[Delivery]) -> None:
-        headers = msg.properties.get("application_headers") or {}
-        count = int(headers.get("x-delivery-count") or 0)
-        mid = str(msg.properties.get("message_id") or "")
-        body = bytes(msg.body) if not isinstance(msg.body, str) else msg.body.encode()
-        if count >= self.max_deliveries:
-            why = f"delivered {count} times without an outcome (max_deliveries)"
-            send_to_dead(chan, queue, mid, body, why)
-            chan.basic_ack(msg.delivery_tag)
-            return
-        eta = headers.get(ETA)
-        if eta is not None and float(eta) - time.time() > topology.UNIT:
-            # Past the ladder's longest delay: round again, then it is no longer ours.
-            self._send(chan, queue, copy_message(msg, body), float(eta))
-            chan.basic_ack(msg.delivery_tag)
-            return
-        token = f"{self.link.generation}:{msg.delivery_tag}"
-        _OWNERS[self.link.generation] = self
-        delivery = Delivery(mid, queue, body, count, token)
-        self._held[token] = Held(delivery, node_id, consumer, msg.delivery_tag,
-                                 msg.properties.get("reply_to"))
-        out.append(delivery)
-
     # -- fenced calls -------------------------------------------------------------------
     def held(self, delivery: Delivery) -> Held | None:
         """The lease, if it is still this channel's."""
@@ -277,14 +174,14 @@ class AmqpBroker(AmqpControl, Broker):
         mine: list[Delivery] = []
         for d in deliveries:
             generation = d.token.rpartition(":")[0]
-            owner = _OWNERS.get(generation)
+            owner = OWNERS.get(generation)
             if owner is not None and owner is not self and d.token not in self._held:
                 theirs.setdefault(generation, []).append(d)
             else:
                 mine.append(d)
         status = self._settle(mine, True) if mine else OK
         for generation, batch in theirs.items():
-            owner = _OWNERS.get(generation)
+            owner = OWNERS.get(generation)
             if owner is None or owner.nack(batch) == LOST:
                 status = LOST
         return status
