@@ -20,6 +20,7 @@ from qmulti.supervisor.nodes import Node
 from qmulti.urls import mask_url, parse_url
 
 URL_ENV_VAR = "QMULTI_BROKER_URL"
+BACKEND_ENV_VAR = "QMULTI_RESULT_BACKEND"
 
 
 @dataclass
@@ -85,10 +86,16 @@ def broker_settings(node: Node, environ: Mapping[str, str],
     spec = _option(node, "--app")
     url = next((value for key, value in node.env if key == URL_ENV_VAR and value), None)
     url = url or environ.get(URL_ENV_VAR) or None
-    if url is not None and (spec is None or not url.lower().startswith("sentinel:")):
-        return url, {}
+    # An amqp:// broker keeps its node records in the result backend (the node's own
+    # --result-backend, then the environment's, then the app's).
+    backend = next((v for k, v in node.env if k == BACKEND_ENV_VAR and v), None)
+    backend = backend or environ.get(BACKEND_ENV_VAR) or None
+    extra = {} if backend is None else {"result_backend": backend}
+    if url is not None and (spec is None or not url.lower().startswith(("sentinel:", "amqp",
+                                                                        "pyamqp"))):
+        return url, extra
     if spec is None:
-        return None, {}
+        return url, extra
     from qmulti.node.loader import load_app
 
     previous = os.getcwd()
@@ -97,6 +104,8 @@ def broker_settings(node: Node, environ: Mapping[str, str],
         app = load_app(spec)
         url = url or app.conf.broker_url
         options = dict(app.conf.broker_transport_options or {})
+        if backend or app.conf.result_backend:
+            options["result_backend"] = backend or app.conf.result_backend
     finally:
         os.chdir(previous)
     return parse_url(url, "broker").url, options
@@ -130,6 +139,8 @@ def gather(url: str, cwd: str, now: float | None = None,
                 return info
             url = "sqlite:///" + path  # absolute: three slashes and a leading /
         passed = {k: v for k, v in (options or {}).items() if k in PASSED_THROUGH}
+        if kind == "amqp" and (options or {}).get("result_backend"):
+            passed["result_backend"] = options["result_backend"]  # its node records
         if kind == "redis":
             from qmulti.brokers.redis.sentinel import topology, with_master_name
 

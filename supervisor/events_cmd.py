@@ -47,20 +47,27 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _broker_url(args: argparse.Namespace) -> str:
+def _broker_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The broker URL, and the app's store options when `-A` names it: an amqp://
+    broker keeps the event stream in the app's result backend."""
     if args.broker:
-        return str(args.broker)
+        return str(args.broker), {}
     if os.environ.get(URL_ENV_VAR):
-        return os.environ[URL_ENV_VAR]
+        return os.environ[URL_ENV_VAR], {}
     if args.app:
+        from qmulti.brokers import store_options
         from qmulti.node.loader import load_app
 
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        return str(load_app(args.app).conf.broker_url)
+        conf = load_app(args.app).conf
+        url = str(conf.broker_url)
+        if url.lower().startswith(("amqp", "pyamqp")):
+            return url, {"result_backend": store_options(conf).get("result_backend")}
+        return url, {}
     from qmulti.urls import DEFAULT_BROKER_URL
 
-    return DEFAULT_BROKER_URL
+    return DEFAULT_BROKER_URL, {}
 
 
 def render(event: dict[str, Any]) -> str:
@@ -87,8 +94,8 @@ def run(argv: list[str]) -> int:
     from qmulti.events.reader import NOW, OLDEST_NAME, EventReader
     from qmulti.urls import parse_url
 
-    url = parse_url(_broker_url(args), "broker").url
-    broker = create_broker(url, connect_timeout=3.0)
+    url, options = _broker_settings(args)
+    broker = create_broker(parse_url(url, "broker").url, **{**options, "connect_timeout": 3.0})
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         reader = EventReader(broker, OLDEST_NAME if args.oldest else NOW)

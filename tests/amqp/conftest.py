@@ -16,8 +16,9 @@ import rabbit_vhost
 StoreFactory = Callable[..., Any]
 
 # The node tests' helpers (node_fixtures) and the suites reused here live in tests/worker,
+# the remote-control helpers (ctl_support) in tests/control,
 # the chaos drill's project helper in tests/drills.
-for _folder in ("worker", "drills"):
+for _folder in ("worker", "drills", "control"):
     _path = str(Path(__file__).parent.parent / _folder)
     if _path not in sys.path:
         sys.path.append(_path)

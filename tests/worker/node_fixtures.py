@@ -65,7 +65,7 @@ class NodeProcess:
     """One `python -m qmulti` with stderr in a file and a private notify socket."""
 
     def __init__(self, root: Path, *args: str, name: str = "w1@%h", env: dict | None = None,
-                 notify: bool = True) -> None:
+                 notify: bool = True, command: list[str] | None = None) -> None:
         self.root = root
         self.args = ["-n", name, *args] if name else list(args)
         self.stderr_path = root / f"stderr-{uuid.uuid4().hex[:8]}.txt"
@@ -81,7 +81,8 @@ class NodeProcess:
         environ.update(env or {})
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "qmulti", *self.args], cwd=root, env=environ,
+                [*(command or [sys.executable, "-m", "qmulti"]), *self.args], cwd=root,
+                env=environ,
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         self.pgid = self.proc.pid
 

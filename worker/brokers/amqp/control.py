@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from qmulti.brokers.amqp.events import NoSideStore
+from qmulti.brokers.base import NodeRecord
 from qmulti.brokers.control_base import DEFAULT_CONTROL_TTL
 
 if TYPE_CHECKING:
@@ -27,10 +29,13 @@ class AmqpControl:
     def _control_store(self) -> Any:
         store = self.side.store()
         if store is None:
-            raise NotImplementedError(
+            raise NoSideStore(
                 "remote control on an amqp:// broker needs result_backend redis://... or "
                 "sqlite:///path (rpc:// keeps nothing others can read)")
         return store
+
+    def control_nodes(self, expiry: float) -> list[NodeRecord]:
+        return list(self._control_store().control_nodes(expiry))
 
     @property
     def control_blocks_safely(self) -> bool:
@@ -58,3 +63,12 @@ class AmqpControl:
         store = self.side.store()
         if store is not None:
             store.control_forget(node_id)
+
+    # A running or prefetched message sits unacked on the channel of the pool child that
+    # claimed it, not in any store the node's main process can read: `inspect active`
+    # shows each running task without its arguments, and `inspect reserved` is empty.
+    def control_bodies(self, messages: Sequence[tuple[str, str]]) -> dict[str, bytes]:
+        return {}
+
+    def control_leased(self, node_id: str) -> list[tuple[str, str, bytes]]:
+        return []

@@ -34,6 +34,7 @@ import qmulti.brokers.amqp.inspection as inspection
 import qmulti.brokers.amqp.topology as topology
 from qmulti.brokers.amqp.consume import OWNERS, AmqpConsuming
 from qmulti.brokers.amqp.control import AmqpControl
+from qmulti.brokers.amqp.events import AmqpEvents
 from qmulti.brokers.amqp.link import AmqpLink
 from qmulti.brokers.amqp.messages import ETA, Held, publish, send_to_dead
 from qmulti.brokers.amqp.side import SideStore
@@ -53,7 +54,7 @@ from qmulti.brokers.base import (
 )
 
 
-class AmqpBroker(AmqpConsuming, AmqpControl, Broker):
+class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
