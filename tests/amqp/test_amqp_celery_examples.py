@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from node_fixtures import NodeProcess
@@ -132,8 +133,8 @@ def where(self):
 '''
 
 
-def test_next_steps_project(tmp_path: Path, amqp_url: str, amqp_vhost: object) -> None:
-    getattr(amqp_vhost, "queues").add("hipri")
+def test_next_steps_project(tmp_path: Path, amqp_url: str, amqp_vhost: Any) -> None:
+    amqp_vhost.queues.add("hipri")
     package = tmp_path / "proj"
     package.mkdir()
     (package / "__init__.py").write_text("")

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ctl_support import Node, qmulti, wait_answering
@@ -73,8 +74,8 @@ def _producer(broker: str, backend: str):  # noqa: ANN202 - an App
 
 
 def test_one_node_on_amqp_with_a_redis_backend(tmp_path: Path, amqp_url: str,
-                                               amqp_vhost: object, redis_server) -> None:
-    getattr(amqp_vhost, "queues").update({"default", "urgent"})
+                                               amqp_vhost: Any, redis_server: Any) -> None:
+    amqp_vhost.queues.update({"default", "urgent"})
     backend = redis_server.url
     _project(tmp_path, amqp_url, backend)
     app = _producer(amqp_url, backend)
