@@ -2,7 +2,10 @@
 
 A claim that may wait starts a consumer on each queue with the claim's limit as its
 prefetch and keeps it; what RabbitMQ pushed is handed out in the caller's queue order.
-A claim that must not wait (and the first one) takes ready messages with `basic.get`.
+RabbitMQ pushes the next message as each ack frees the window, so by the next claim
+they are waiting in the socket: a claim reads everything already there (up to its
+limit) without a round trip, and waits only when nothing is. A claim that must not
+wait, with nothing pushed, takes ready messages with `basic.get` (a round trip each).
 """
 
 from __future__ import annotations
@@ -51,11 +54,20 @@ class AmqpConsuming:
         deadline = time.monotonic() + max(timeout, 0.0)
         want = (tuple(queues), limit)
 
+        def enough() -> bool:
+            return len(self._inbox) >= limit
+
         def first(chan: Any) -> list[Delivery]:
             if self._consumers and self._consuming != want:
                 self._cancel(chan)  # another queue list or prefetch: consumers anew
+            if timeout > 0:
+                self._consume(chan, queues, limit)
+            if self._consumers:
+                self.link.drain_ready(enough)  # pushed since the last claim
             out = self._take(chan, queues, node_id, consumer, limit)
-            return out or self._get(chan, queues, node_id, consumer, limit)
+            if out or timeout > 0:
+                return out
+            return self._get(chan, queues, node_id, consumer, limit)
 
         out = self.link.run(first)
         while not out:
@@ -63,7 +75,7 @@ class AmqpConsuming:
             if remaining <= 0:
                 break
             self.link.run(lambda chan: self._consume(chan, queues, limit))
-            self.link.drain(min(remaining, DRAIN_CHUNK))
+            self.link.drain(min(remaining, DRAIN_CHUNK), enough)
             out = self.link.run(lambda chan: self._take(chan, queues, node_id, consumer, limit))
         return out
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import select
 import threading
 import weakref
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from qmulti.exceptions import BrokerConnectionError, BrokerError
 
 T = TypeVar("T")
 DRAIN_CHUNK = 1.0  # longest wait inside one locked drain: heartbeats run in between
+RECV_SIZE = 65536  # one recv takes all that is there, not one frame's part at a time
 _INHERITED: list[object] = []
 _GENERATIONS = itertools.count(1)
 _LINKS: weakref.WeakSet[AmqpLink] = weakref.WeakSet()
@@ -97,6 +99,7 @@ class AmqpLink:
             client_properties={"product": "qmulti", "connection_name": f"qmulti pid "
                                                                       f"{os.getpid()}"})
         conn.connect()
+        _buffer_reads(conn.transport)
         self._conn = conn
         if conn.heartbeat:
             thread = threading.Thread(target=self._beat, args=(conn, self._stop),
@@ -173,14 +176,32 @@ class AmqpLink:
                         pass
         return self.run(on_side)
 
-    def drain(self, timeout: float) -> None:
-        """Read and dispatch what the server sends, for at most `timeout` seconds."""
+    def drain(self, timeout: float, enough: Callable[[], bool] | None = None) -> None:
+        """Read and dispatch what the server sends: wait at most `timeout` seconds for
+        the first method, then go on with whatever has arrived already (a prefetch
+        window of deliveries comes back to back) until `enough()` or nothing is left to
+        read. py-amqp's drain_events alone stops after one method: one delivery per
+        locked round trip of the caller."""
         def once(_: Any) -> None:
+            conn = self._conn
             try:
-                self._conn.drain_events(timeout=max(timeout, 0.001))
+                conn.drain_events(timeout=max(timeout, 0.001))
+                if enough is not None:
+                    while not enough() and _readable(conn.transport):
+                        conn.drain_events(timeout=DRAIN_CHUNK)
             except TimeoutError:
                 pass
         self.run(once)
+
+    def drain_ready(self, enough: Callable[[], bool]) -> None:
+        """Under the lock (in a `run`): dispatch what has arrived already, never waiting
+        for more, until `enough()`."""
+        conn = self._conn
+        try:
+            while not enough() and _readable(conn.transport):
+                conn.drain_events(timeout=DRAIN_CHUNK)
+        except TimeoutError:
+            pass
 
     def close(self) -> None:
         if self._pid != os.getpid():
@@ -197,6 +218,30 @@ class AmqpLink:
                     conn.close()
                 except Exception:  # noqa: BLE001 - closing a dead connection
                     pass
+
+
+def _buffer_reads(transport: Any) -> None:
+    """py-amqp reads each frame with three exact-size recv calls (header, payload, end
+    octet); its reader keeps any surplus for the next frame, so a recv asked for at
+    least RECV_SIZE bytes serves many frames with one syscall."""
+    recv = getattr(transport, "_quick_recv", None)
+    if recv is None or not hasattr(transport, "_read_buffer"):
+        return
+    transport._quick_recv = lambda n: recv(max(n, RECV_SIZE))
+
+
+def _readable(transport: Any) -> bool:
+    """Something to read without waiting: bytes our reader kept, TLS records already
+    decrypted, or the socket's own buffer."""
+    if getattr(transport, "_read_buffer", b""):
+        return True
+    sock = transport.sock
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def _after_fork_in_child() -> None:

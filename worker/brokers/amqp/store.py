@@ -12,8 +12,8 @@ lives in the result backend when that is a store (`redis://`, `sqlite:///`): see
 Claiming: a claim that may wait starts a consumer on each queue with the claim's limit
 as its prefetch (`worker_prefetch_multiplier`), and keeps it, so RabbitMQ streams
 messages without a round trip each; what it pushed is handed out in the caller's queue
-order. A claim that must not wait (and the first one) takes ready messages with
-`basic.get`, queue by queue in order. A give-back (nack, release, warm stop) cancels the
+order, everything already pushed taken in one claim. A claim that must not wait takes
+ready messages with `basic.get`, queue by queue in order, when nothing was pushed. A give-back (nack, release, warm stop) cancels the
 consumers first and returns what they had prefetched too, so RabbitMQ hands it all to
 another node at once rather than straight back to this one.
 
