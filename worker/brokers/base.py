@@ -201,6 +201,11 @@ class Broker(EventStream, ControlChannel, ABC):
             backend.set(task_id, "STARTED", meta, ttl)
         return OK
 
+    def start_sees_revoked(self, backend: ResultBackend | None) -> bool:
+        """True when `start` with `backend` answers REVOKED_MARK for a task whose stored
+        result is revoke()'s mark: the node then need not read the mark first."""
+        return False
+
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
                backend: ResultBackend | None, ttl: float | None,
                then: Continuation | None = None) -> str:
@@ -328,6 +333,24 @@ class ResultBackend(ABC):
                 "status") in READY_STATES:
             return False
         self.set(task_id, state, blob, ttl)
+        return True
+
+    def set_started(self, task_id: str, blob: bytes, ttl: float | None) -> bool:
+        """STARTED for a task about to run, unless revoke()'s REVOKED mark is stored:
+        False then (nothing written; the task must not run). A stored SUCCESS or
+        FAILURE stays, as `set` keeps it. Stores override this to read and write in one
+        round trip (Redis: a broker that is not its own backend saves a read per task)."""
+        from qmulti.protocol import decode_result
+
+        current = self.get(task_id)
+        if current is not None:
+            try:
+                if decode_result(current, frozenset({"json", "pickle"})).get(
+                        "status") == "REVOKED":
+                    return False
+            except Exception:  # noqa: BLE001 - not a mark we can read: run the task
+                pass
+        self.set(task_id, "STARTED", blob, ttl)
         return True
 
     @abstractmethod

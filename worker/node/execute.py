@@ -121,9 +121,9 @@ def execute(rt: Runtime, delivery: Delivery, hooks: Hooks) -> str:
         state = _revoke(rt, delivery, env, "expired")
         _emit(rt, "on_revoked", task, request, True)
         return state
-    # A store that is its own backend may see the REVOKED mark in `start` (one round
-    # trip less per task); otherwise the mark is read here.
-    sees_mark = (rt.backend is rt.broker and getattr(rt.broker, "start_sees_revoked", False)
+    # A start that sees the REVOKED mark (Redis as its own backend, or as an amqp://
+    # broker's) saves a round trip per task; otherwise the mark is read here.
+    sees_mark = (rt.broker.start_sees_revoked(rt.backend)
                  and not _own(task, "ignore_result", rt.ignore_result))
     if not sees_mark and _is_revoked(rt, env.id):
         return _skip_revoked(rt, delivery, env, task, request)

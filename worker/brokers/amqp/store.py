@@ -13,9 +13,10 @@ Claiming: a claim that may wait starts a consumer on each queue with the claim's
 as its prefetch (`worker_prefetch_multiplier`), and keeps it, so RabbitMQ streams
 messages without a round trip each; what it pushed is handed out in the caller's queue
 order, everything already pushed taken in one claim. A claim that must not wait takes
-ready messages with `basic.get`, queue by queue in order, when nothing was pushed. A give-back (nack, release, warm stop) cancels the
-consumers first and returns what they had prefetched too, so RabbitMQ hands it all to
-another node at once rather than straight back to this one.
+ready messages with `basic.get`, queue by queue in order, when nothing was pushed. A
+give-back (nack, release, warm stop) cancels the consumers first and returns what they
+had prefetched too, so RabbitMQ hands it all to another node at once rather than
+straight back to this one.
 
 Delivery counts are RabbitMQ's (`x-delivery-count` of a quorum queue). It counts every
 return, a warm stop's give-back included, not only begun deliveries as the Redis store
@@ -45,6 +46,7 @@ from qmulti.brokers.base import (
     KEEP_REAPS,
     LOST,
     OK,
+    REVOKED_MARK,
     Broker,
     BrokerStats,
     Continuation,
@@ -224,7 +226,16 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, Broker):
                 return LOST
             backend.reply(lease.reply_to, task_id, "STARTED", meta)
             return OK
-        return super().start(delivery, task_id, meta, backend, ttl)
+        if self.held(delivery) is None:
+            return LOST
+        if backend is not None and not backend.set_started(task_id, meta, ttl):
+            return REVOKED_MARK  # revoke()'s mark, read in the same call as the write
+        return OK
+
+    def start_sees_revoked(self, backend: ResultBackend | None) -> bool:
+        from qmulti.brokers.amqp.rpc import RpcBackend
+
+        return backend is not None and not isinstance(backend, RpcBackend)
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
                backend: ResultBackend | None, ttl: float | None,

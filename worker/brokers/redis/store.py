@@ -69,8 +69,6 @@ class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, RedisInspe
     """Broker and result backend over one Redis server. Not thread-safe: one instance per
     process (or thread); safe across fork, where the child makes its own connections."""
 
-    start_sees_revoked = True  # start() as its own backend answers REVOKED_MARK
-
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
                  pool_limit: int | None = None, **options: Any) -> None:
         self.url = url
@@ -214,6 +212,9 @@ class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, RedisInspe
         return LOST if int(ready) < 0 else OK
 
     # -- the result path: one round trip each when this store is also the backend -------
+    def start_sees_revoked(self, backend: ResultBackend | None) -> bool:
+        return backend is self
+
     def start(self, delivery: Delivery, task_id: str, meta: bytes,
               backend: ResultBackend | None, ttl: float | None) -> str:
         if backend is not self:
@@ -298,6 +299,10 @@ class RedisStore(RedisBrowse, RedisEvents, RedisControl, RedisCanvas, RedisInspe
         waited(self._link, self._durability, "set_result", (result_key(task_id),
                notify_key(task_id)), (state, blob, _ttl_ms(ttl), "1" if final else "0",
                                       _ttl_ms(notify_ttl)))
+
+    def set_started(self, task_id: str, blob: bytes, ttl: float | None) -> bool:
+        return self._link.script("set_started", (result_key(task_id),),
+                                 (blob, _ttl_ms(ttl))) != -1
 
     def set_unless_ready(self, task_id: str, state: str, blob: bytes,
                          ttl: float | None) -> bool:
