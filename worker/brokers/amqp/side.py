@@ -75,10 +75,12 @@ class SideStore:
         if store is not None:
             store.unregister(node_id)
 
-    def forget_dead(self, expiry: float) -> None:
+    def forget_dead(self, expiry: float) -> int:
+        """How many of the dead nodes' side-store leases went back (outbox, hand-overs)."""
         store = self.store()
-        if store is not None:
-            store.requeue_dead_nodes(expiry)  # also takes back a dead relay's outbox lease
+        if store is None:
+            return 0
+        return store.requeue_dead_nodes(expiry)  # also a dead relay's outbox lease
 
     def nodes(self) -> Sequence[NodeRecord]:
         store = self.store()
