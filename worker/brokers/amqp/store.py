@@ -253,7 +253,7 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, Broker):
             lease = self._held.get(delivery.token) or self._handed[delivery.token]
             backend.reply(lease.reply_to, task_id, "STARTED", meta)
             return OK
-        if self.held(delivery) is None:
+        if self.begin(delivery) == LOST:
             return LOST
         if backend is not None and not backend.set_started(task_id, meta, ttl):
             return REVOKED_MARK  # revoke()'s mark, read in the same call as the write
