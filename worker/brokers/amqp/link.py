@@ -265,6 +265,10 @@ def _readable(transport: Any) -> bool:
     pending = getattr(sock, "pending", None)
     if pending is not None and pending():
         return True
+    if hasattr(select, "poll"):  # any fd number (select() stops at 1024)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     return bool(select.select([sock], [], [], 0)[0])
 
 
