@@ -88,7 +88,7 @@ def test_a_task_longer_than_the_consumer_timeout_runs_once(project: AmqpProject)
 def test_a_killed_child_gives_its_handed_over_task_back(project: AmqpProject) -> None:
     a = project.node("a@%h", "-c", "1")
     tid = project.send("long_once", 60.0)
-    wait_for(lambda: HANDED in a.stderr(), 30, "the hand-over")
+    wait_for(lambda: HANDED in a.stderr() and project.runs_of(tid), 30, "the hand-over")
     (child_pid, _), = project.runs_of(tid)
     os.kill(child_pid, signal.SIGKILL)
     assert _r.results(project, [tid], 40) == ["again"]
@@ -101,7 +101,7 @@ def test_a_killed_node_gives_its_handed_over_task_back(project: AmqpProject) -> 
     back to RabbitMQ and runs it."""
     a = project.node("a@%h", "-c", "1")
     tid = project.send("long_once", 60.0)
-    wait_for(lambda: HANDED in a.stderr(), 30, "the hand-over")
+    wait_for(lambda: HANDED in a.stderr() and project.runs_of(tid), 30, "the hand-over")
     b = project.node("b@%h", "-c", "1")
     os.killpg(a.pgid, signal.SIGKILL)
     a.wait(10)
