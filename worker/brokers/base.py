@@ -337,21 +337,18 @@ class ResultBackend(ABC):
 
     def set_started(self, task_id: str, blob: bytes, ttl: float | None) -> bool:
         """STARTED for a task about to run, unless revoke()'s REVOKED mark is stored:
-        False then (nothing written; the task must not run). A stored SUCCESS or
-        FAILURE stays, as `set` keeps it. Stores override this to read and write in one
-        round trip (Redis: a broker that is not its own backend saves a read per task)."""
-        from qmulti.protocol import decode_result
-
-        current = self.get(task_id)
-        if current is not None:
-            try:
-                if decode_result(current, frozenset({"json", "pickle"})).get(
-                        "status") == "REVOKED":
-                    return False
-            except Exception:  # noqa: BLE001 - not a mark we can read: run the task
-                pass
+        False then (nothing written; the task must not run). A stored outcome stays, as
+        `set` keeps it. Only a store that reads the mark in the same call without
+        decoding it (Redis: the state is the value's first line) overrides this; the
+        default writes and never reads, so a broker must not rely on it (see
+        `Broker.start_sees_revoked`): decoding a stored document here would have to
+        trust whatever serializer wrote it."""
         self.set(task_id, "STARTED", blob, ttl)
         return True
+
+    @classmethod
+    def reads_mark_on_start(cls) -> bool:
+        return cls.set_started is not ResultBackend.set_started
 
     @abstractmethod
     def get(self, task_id: str) -> bytes | None:

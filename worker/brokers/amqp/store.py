@@ -262,7 +262,8 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, Broker):
     def start_sees_revoked(self, backend: ResultBackend | None) -> bool:
         from qmulti.brokers.amqp.rpc import RpcBackend
 
-        return backend is not None and not isinstance(backend, RpcBackend)
+        return (backend is not None and not isinstance(backend, RpcBackend)
+                and backend.reads_mark_on_start())
 
     def finish(self, delivery: Delivery, task_id: str, state: str, meta: bytes | None,
                backend: ResultBackend | None, ttl: float | None,
