@@ -7,7 +7,7 @@ heartbeat expiry: `requeue_dead_nodes` has no leases to take back, and `heartbea
 never reports the node judged dead (its leases cannot be taken while its connection
 lives). What RabbitMQ cannot hold (node records for `qmulti status`, beat's tick claims)
 lives in the result backend when that is a store (`redis://`, `sqlite:///`): see
-`side.py`.
+`side.py`; so do canvas continuations on their way to RabbitMQ (`canvas.py`).
 
 Claiming: a claim that may wait starts a consumer on each queue with the claim's limit
 as its prefetch (`worker_prefetch_multiplier`), and keeps it, so RabbitMQ streams
@@ -32,6 +32,7 @@ import amqp
 
 import qmulti.brokers.amqp.inspection as inspection
 import qmulti.brokers.amqp.topology as topology
+from qmulti.brokers.amqp.canvas import AmqpCanvas
 from qmulti.brokers.amqp.consume import OWNERS, AmqpConsuming
 from qmulti.brokers.amqp.control import AmqpControl
 from qmulti.brokers.amqp.events import AmqpEvents
@@ -54,7 +55,7 @@ from qmulti.brokers.base import (
 )
 
 
-class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, Broker):
+class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
@@ -262,7 +263,8 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, Broker):
 
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
                            keep_reaps: float = KEEP_REAPS) -> int:
-        self.side.forget_dead(expiry)
+        self.side.forget_dead(expiry)  # a dead relay's outbox lease goes back, so:
+        self.relay_outbox()
         return 0  # RabbitMQ gave their messages back when their connections closed
 
     # -- inspection (inspection.py) ----------------------------------------------------
