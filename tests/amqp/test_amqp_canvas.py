@@ -233,14 +233,20 @@ def test_rpc_only_refuses_a_canvas_with_one_line(tmp_path: Path, amqp_url: str) 
         app.close()
 
 
-def test_rpc_only_a_foreign_producers_link_runs_at_least_once(tmp_path: Path,
+def test_rpc_only_a_group_works_and_a_foreign_producers_link_runs_at_least_once(tmp_path: Path,
                                                               amqp_url: str) -> None:
-    """A message from a producer that did not check (Celery's, say) still gets its link
-    callback, published then acked, with one warning that names the setting."""
+    """A plain group needs no continuation. A message from a producer that did not
+    check (Celery's, say) still gets its link callback, published then acked, with one
+    warning that names the setting."""
+    from qmulti.canvas import group
+
     app = _project(tmp_path, amqp_url, "rpc://")
     node = Node(tmp_path, "n1@here", "-c", "1")
     try:
-        note = _sig(app, "note")
+        add, note = _sig(app, "add"), _sig(app, "note")
+        # A plain group sends no continuation: it works over rpc://, as in Celery.
+        assert group(add.s(i, i) for i in range(5)).apply_async().get(timeout=30) == [
+            0, 2, 4, 6, 8]
         m = app.compose("tasks.add", (2, 3), link=note.s(tag="linked"))
         app.broker.publish(m.queue, m.mid, m.body, m.eta)
         wait_for(lambda: _notes(tmp_path) == ["linked 5"], 30, "the link callback")
