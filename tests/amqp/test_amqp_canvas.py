@@ -72,7 +72,8 @@ def _kill_once(flag):
 def _fault_points(**_):
     """Crash points for the tests, armed by a file: 'ack.armed' KILLs the child after
     the side store sent a continuation and before RabbitMQ's ack; 'relay.armed' KILLs it
-    in the relay, after it leased the continuation from the outbox and before it sent it."""
+    in the relay, after it leased the continuation from the outbox and before it sent it;
+    'carrier.armed' after it leased a carrier and before it used it (Redis side store)."""
     from qmulti.brokers.amqp import canvas, store
 
     ack_and_continue = canvas.AmqpCanvas.ack_and_continue
@@ -106,6 +107,15 @@ def _fault_points(**_):
             _kill_once('relay.armed')
         return publish(self, *args, **kwargs)
 
+    from qmulti.brokers.redis import RedisStore
+
+    side_continue = RedisStore.ack_and_continue
+
+    def side_continuing(self, *args, **kwargs):
+        _kill_once('carrier.armed')
+        return side_continue(self, *args, **kwargs)
+
+    RedisStore.ack_and_continue = side_continuing
     canvas.AmqpCanvas.ack_and_continue = continuing
     store.AmqpBroker.ack = acking
     canvas.AmqpCanvas.relay_outbox = relaying
@@ -288,6 +298,33 @@ def test_a_relay_killed_before_it_sent(redis_env: Any) -> None:
     assert r.get(timeout=60) == 3
     assert (root / "relay.armed.fired").exists()
     assert _runs(root) == {"a": 1, "b": 1, "c": 1}, _runs(root)
+
+
+def test_a_child_killed_holding_a_carrier(redis_env: Any, redis_server: Any) -> None:
+    """Its carrier goes back when the node gives back what the child held, and is used
+    by a later finish: none is left leased or waiting."""
+    from qmulti.brokers.amqp.canvas import CARRIER
+    from qmulti.brokers.redis import RedisStore
+    from qmulti.canvas import chain
+
+    app, root, node = redis_env
+    step = _sig(app, "step")
+    _arm(root, "carrier.armed")
+    r = chain(step.s(0, "a"), step.s("b"), step.s("c")).apply_async()
+    assert r.get(timeout=60) == 3
+    assert (root / "carrier.armed.fired").exists()
+    assert _runs(root) == {"a": 2, "b": 1, "c": 1}, _runs(root)
+    side = RedisStore(redis_server.url)
+    try:
+        def clean() -> bool:
+            stats = side.stats()
+            return stats.leased == 0 and not stats.queues.get(CARRIER)
+
+        if not clean():  # a carrier given back after the last finish waits for the next
+            assert chain(step.s(0, "d"), step.s("e")).apply_async().get(timeout=30) == 2
+        wait_for(clean, 10, f"no carrier left leased or waiting: {side.stats()}")
+    finally:
+        side.close()
 
 
 def test_a_node_killed_while_chains_run(tmp_path: Path, amqp_url: str,

@@ -20,7 +20,8 @@ atomic `ack_and_continue`), and RabbitMQ only follows:
    only if a relay dies between RabbitMQ's confirm and its ack in the side store.
 
 Carriers share one queue: any carrier serves as any process's fence, so one left by a
-process that died before using it is used by the next finish, not kept for ever.
+process that died before using it (given back when its node releases that child's
+leases, or when the node's record expires) is used up by the next finish.
 
 With `rpc://` only there is no side store: the producer refuses a canvas with a one-line
 error (`check_canvas`). Celery sends chains and links over rpc:// anyway, at least once
@@ -133,10 +134,26 @@ class AmqpCanvas:
         consumer = f"carrier:{lease.consumer}"
         for _ in range(_CARRIER_TRIES):
             store.publish(CARRIER, new_id(), b"carrier")
-            got = store.claim([CARRIER], lease.node_id, consumer, 1, 0)
+            # Two: a carrier left over (its claimer died) is used up with this one, or
+            # the queue would keep it for ever (each finish adds one and takes one).
+            got = store.claim([CARRIER], lease.node_id, consumer, 2, 0)
             if got:
+                if len(got) > 1:
+                    store.ack(got[1:])
                 return got[0]
         raise BrokerError("the side store returned no carrier to claim")
+
+    def release_carriers(self, node_id: str, consumer: str | None) -> None:
+        """Give back the carriers a dead consumer (or the stopping node) held: a child
+        KILLed between claiming one and using it. Fenced, so a carrier of a live
+        consumer taken by mistake only makes its finish take another."""
+        store = self.side.store()
+        if store is None:
+            return
+        try:
+            store.release(node_id, None if consumer is None else f"carrier:{consumer}")
+        except Exception as exc:  # they go back when the node's record expires
+            log.debug("could not give back the carriers of %s: %s", consumer, exc)
 
     def relay_outbox(self, quiet: bool = False) -> int:
         """Send what the side store's outbox holds to RabbitMQ. `quiet`: a failure is

@@ -256,6 +256,7 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
                 if h.node_id == node_id and consumer in (None, h.consumer)]
         if mine:
             self.nack(mine)
+        self.release_carriers(node_id, consumer)
         return len(mine)
 
     def unregister(self, node_id: str) -> None:
