@@ -73,6 +73,7 @@ class AmqpCanvas:
     outbox relay."""
 
     side: SideStore
+    link: Any
     _warned_direct = False
 
     def held(self, delivery: Delivery) -> Held | None:
@@ -89,8 +90,6 @@ class AmqpCanvas:
 
     def _send(self, chan: Any, queue: str, msg: Any, eta: float | None) -> None:
         raise NotImplementedError
-
-    link: Any
 
     def check_canvas(self) -> None:
         """Called by the producer before it sends anything of a canvas."""
@@ -123,10 +122,11 @@ class AmqpCanvas:
         else:
             raise BrokerError(f"the side store took back {_CARRIER_TRIES} carrier leases in "
                               "a row; is this node's heartbeat reaching it?")
-        if self.ack([delivery]) == LOST:
-            return LOST  # it runs again; its finish finds the marker and sends nothing
+        # LOST: it runs again, and its finish finds the marker and sends nothing; what
+        # this one sent is in the outbox all the same.
+        outcome = self.ack([delivery])
         self.relay_outbox(quiet=True)
-        return OK
+        return outcome
 
     def _carrier(self, store: Broker, lease: Held) -> Delivery:
         """A leased carrier of the side store, under this node's id (whose heartbeat is
