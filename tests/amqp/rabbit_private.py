@@ -28,7 +28,9 @@ def unavailable() -> str | None:
 
 
 class PrivateRabbit:
-    def __init__(self, root: Path, config: str = "") -> None:
+    def __init__(self, root: Path, config: str = "", advanced: str = "") -> None:
+        """`config` is added to rabbitmq.conf, `advanced` (Erlang terms, such as
+        `{rabbit, [{channel_tick_interval, 250}]}`) goes into advanced.config."""
         self.dir = root
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -38,6 +40,8 @@ class PrivateRabbit:
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "log.file.level = warning\n" + config)
         (self.dir / "rabbitmq-env.conf").write_text("")
+        if advanced:
+            (self.dir / "advanced.config").write_text(f"[{advanced}].\n")
         (self.dir / "enabled_plugins").write_text("[].\n")
         self.env = dict(
             os.environ, HOME=str(self.dir), RABBITMQ_NODENAME=self.node,

@@ -30,6 +30,9 @@ from qmulti.signals import worker_process_init
 ROOT = Path({root!r})
 app = App('tasks', broker={broker!r}, backend={backend!r})
 app.conf.update(worker_heartbeat_interval=0.5, worker_heartbeat_expiry=3.0)
+if os.environ.get('CANVAS_CONSUMER_TIMEOUT'):  # long tasks: the hand-over (handover.py)
+    app.conf.broker_transport_options = {{
+        'consumer_timeout': float(os.environ['CANVAS_CONSUMER_TIMEOUT'])}}
 
 
 @app.task
@@ -325,6 +328,30 @@ def test_a_child_killed_holding_a_carrier(redis_env: Any, redis_server: Any) -> 
         wait_for(clean, 10, f"no carrier left leased or waiting: {side.stats()}")
     finally:
         side.close()
+
+
+def test_a_chain_of_long_tasks_handed_over_to_the_side_store(
+        tmp_path: Path, amqp_url: str, redis_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that runs past half the consumer_timeout has its lease held in the side
+    store: its finish acks it there with its continuation, in one step."""
+    from qmulti.canvas import chain
+
+    monkeypatch.setenv("CANVAS_CONSUMER_TIMEOUT", "1.0")
+    app = _project(tmp_path, amqp_url, redis_server.url)
+    node = Node(tmp_path, "n1@here", "-c", "2")
+    try:
+        wait_answering(app, ["n1@here"])
+        step = _sig(app, "step")
+        r = chain(step.s(0, "a", 1.5), step.s("b", 1.5), step.s("c")).apply_async()
+        assert r.get(timeout=60) == 3
+        assert _runs(tmp_path) == {"a": 1, "b": 1, "c": 1}, _runs(tmp_path)
+        text = node.text()
+        assert text.count("is now held in the result backend") >= 2, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+    finally:
+        node.close()
+        app.close()
 
 
 def test_a_node_killed_while_chains_run(tmp_path: Path, amqp_url: str,

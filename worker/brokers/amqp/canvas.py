@@ -13,6 +13,8 @@ atomic `ack_and_continue`), and RabbitMQ only follows:
    sends anything, whatever delivery or re-run it is.
 2. Only then is the RabbitMQ delivery acked. A crash before it: RabbitMQ delivers the
    message again, the task re-runs, and its finish finds the marker and sends nothing.
+   (A long task's lease that the hand-over moved into the side store, `handover.py`,
+   needs no carrier: it is acked with its continuation in that one step.)
 3. The relay moves the outbox to RabbitMQ (confirmed publishes, the delay ladder for an
    eta) and acks it there. A relay that dies holds a lease under its own node record;
    when that expires any node's reaper gives it back and relays it again (each reaper
@@ -74,6 +76,7 @@ class AmqpCanvas:
 
     side: SideStore
     link: Any
+    _handed: dict[str, Held]
     _warned_direct = False
 
     def held(self, delivery: Delivery) -> Held | None:
@@ -105,11 +108,21 @@ class AmqpCanvas:
 
     def ack_and_continue(self, delivery: Delivery, state: str, then: Continuation,
                          ttl: float | None) -> str:
+        # A long task's lease that the hand-over moved into the side store (it moves
+        # from _held to _handed, never back, and only this thread settles it): that
+        # lease is acked with the continuation in the side store's own atomic step.
+        handed = self._handed.get(delivery.token)
+        store = self.side.store()
+        if handed is not None and handed.side is not None and store is not None:
+            outcome = store.ack_and_continue(handed.side, state, via_outbox(then), ttl)
+            with self.link.lock:
+                self._handed.pop(delivery.token, None)
+            self.relay_outbox(quiet=True)
+            return outcome
         lease = self.held(delivery)
         if lease is None:
             # Back in RabbitMQ (this channel is gone): whoever runs it again sends `then`.
             return LOST
-        store = self.side.store()
         if store is None:
             return self._continue_directly(delivery, lease, then)
         outbound = via_outbox(then)

@@ -22,6 +22,7 @@ older generation is lost: acking it is refused locally, never sent.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import weakref
@@ -35,6 +36,7 @@ from qmulti.brokers.amqp.url import AmqpTarget
 from qmulti.exceptions import BrokerConnectionError, BrokerError
 
 T = TypeVar("T")
+log = logging.getLogger("qmulti")
 DRAIN_CHUNK = 1.0  # longest wait inside one locked drain: heartbeats run in between
 _INHERITED: list[object] = []
 _GENERATIONS = itertools.count(1)
@@ -62,6 +64,10 @@ class AmqpLink:
         self._chan: Any = None
         self._stop = threading.Event()
         self.resets: list[Callable[[], None]] = []  # told when the channel is gone
+        # Run by the heartbeat thread with the channel, under the lock (handover.py), at
+        # least every `tick_every` seconds: the thread runs for them even without heartbeats.
+        self.ticks: list[Callable[[Any], None]] = []
+        self.tick_every = float("inf")
         _LINKS.add(self)
 
     # -- the connection ---------------------------------------------------------------
@@ -98,7 +104,7 @@ class AmqpLink:
                                                                       f"{os.getpid()}"})
         conn.connect()
         self._conn = conn
-        if conn.heartbeat:
+        if conn.heartbeat or self.ticks:
             thread = threading.Thread(target=self._beat, args=(conn, self._stop),
                                       name="amqp-heartbeat", daemon=True)
             thread.start()
@@ -120,7 +126,8 @@ class AmqpLink:
         self._reset()
 
     def _beat(self, conn: Any, stop: threading.Event) -> None:
-        interval = max(conn.heartbeat / 4.0, 0.2)
+        interval = max(min(conn.heartbeat / 4.0 if conn.heartbeat else self.tick_every,
+                           self.tick_every), 0.2)
         while not stop.wait(interval):
             if not self.lock.acquire(timeout=interval):
                 continue
@@ -131,13 +138,30 @@ class AmqpLink:
                     conn.drain_events(timeout=0.001)
                 except TimeoutError:
                     pass
-                conn.heartbeat_tick()
+                if conn.heartbeat:
+                    conn.heartbeat_tick()
+                self._run_ticks()
             except Exception:  # noqa: BLE001 - the next call reconnects and reports it
                 if self._conn is conn:
                     self._drop()
                 return
             finally:
                 self.lock.release()
+
+    def _run_ticks(self) -> None:
+        for tick in self.ticks:
+            chan = self._chan
+            if chan is None or not chan.is_open:
+                return
+            try:
+                tick(chan)
+            except CONNECTION_ERRORS:
+                raise
+            except amqp_errors.ChannelError:
+                self._chan = None  # the server closed it; its deliveries went back
+                self._reset()
+            except Exception as exc:  # noqa: BLE001 - the side store: tried next tick
+                log.warning("Lease hand-over failed (%s); trying again", exc)
 
     # -- calls --------------------------------------------------------------------------
     def run(self, fn: Callable[[Any], T]) -> T:

@@ -20,12 +20,16 @@ ORIGIN = "x-qmulti-queue"
 class Held:
     """What this process knows of one of its leases."""
 
-    __slots__ = ("delivery", "node_id", "consumer", "tag", "reply_to")
+    __slots__ = ("delivery", "node_id", "consumer", "tag", "reply_to", "since", "started",
+                 "side")
 
     def __init__(self, delivery: Delivery, node_id: str, consumer: str, tag: int,
                  reply_to: str | None) -> None:
         self.delivery, self.node_id, self.consumer = delivery, node_id, consumer
         self.tag, self.reply_to = tag, reply_to
+        self.since = time.monotonic()  # RabbitMQ's consumer_timeout counts from delivery
+        self.started = False  # begun: its task runs (see handover.py)
+        self.side: Delivery | None = None  # its lease in the side store, once handed over
 
 
 def copy_message(msg: Any, body: bytes) -> Any:

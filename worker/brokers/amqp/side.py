@@ -97,10 +97,11 @@ class SideStore:
             store.unregister(node_id)
 
     def forget_dead(self, expiry: float) -> int:
+        """How many of the dead nodes' side-store leases went back (outbox, hand-overs)."""
         store = self.store()
         if store is None:
             return 0
-        return store.requeue_dead_nodes(expiry)  # also takes back a dead relay's lease
+        return store.requeue_dead_nodes(expiry)  # also a dead relay's outbox lease
 
     def nodes(self) -> Sequence[NodeRecord]:
         store = self.store()

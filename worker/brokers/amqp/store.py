@@ -36,6 +36,7 @@ from qmulti.brokers.amqp.canvas import AmqpCanvas
 from qmulti.brokers.amqp.consume import OWNERS, AmqpConsuming
 from qmulti.brokers.amqp.control import AmqpControl
 from qmulti.brokers.amqp.events import AmqpEvents
+from qmulti.brokers.amqp.handover import AmqpHandover, consumer_timeout, held_queue
 from qmulti.brokers.amqp.link import AmqpLink
 from qmulti.brokers.amqp.messages import ETA, Held, publish, send_to_dead
 from qmulti.brokers.amqp.side import SideStore
@@ -55,7 +56,7 @@ from qmulti.brokers.base import (
 )
 
 
-class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
+class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
@@ -81,6 +82,13 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
         self._inbox: list[tuple[str, Any]] = []  # (queue, message) from a blocking claim
         self._consumers: dict[str, str] = {}  # consumer tag -> queue
         self._consuming: tuple[tuple[str, ...], int] | None = None  # (queues, prefetch)
+        # Long tasks (handover.py): a lease this old moves to the side store.
+        self.hand_over_after = consumer_timeout(transport) / 2.0
+        self._handed: dict[str, Held] = {}  # token -> lease held in the side store now
+        self._warned_no_side = False
+        if self.hand_over_after > 0:
+            self.link.ticks.append(self._hand_over_tick)
+            self.link.tick_every = max(self.hand_over_after / 4.0, 0.2)
 
     def __repr__(self) -> str:
         return f"AmqpBroker({self.target.masked!r})"
@@ -142,7 +150,14 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
         return found
 
     def begin(self, delivery: Delivery) -> str:
-        return OK if self.held(delivery) is not None else LOST
+        with self.link.lock:  # the hand-over tick gives back what is not begun
+            if delivery.token in self._handed:
+                return OK
+            lease = self.held(delivery)
+            if lease is None:
+                return LOST
+            lease.started = True  # from now on the hand-over keeps it
+            return OK
 
     def _settle(self, deliveries: Sequence[Delivery], requeue: bool | None) -> str:
         def run(chan: Any) -> str:
@@ -152,6 +167,11 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
                 self._cancel(chan)
             status = OK
             for d in deliveries:
+                handed = self._handed.get(d.token)
+                if handed is not None:
+                    if self._settle_handed(chan, handed, requeue) == LOST:
+                        status = LOST
+                    continue
                 lease = self.held(d)
                 if lease is None:
                     status = LOST
@@ -177,7 +197,8 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
         for d in deliveries:
             generation = d.token.rpartition(":")[0]
             owner = OWNERS.get(generation)
-            if owner is not None and owner is not self and d.token not in self._held:
+            if (owner is not None and owner is not self and d.token not in self._held
+                    and d.token not in self._handed):
                 theirs.setdefault(generation, []).append(d)
             else:
                 mine.append(d)
@@ -190,6 +211,9 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
 
     def dead_letter(self, delivery: Delivery, reason: str) -> str:
         def run(chan: Any) -> str:
+            handed = self._handed.get(delivery.token)
+            if handed is not None:
+                return self._dead_letter_handed(chan, handed, reason)
             lease = self.held(delivery)
             if lease is None:
                 return LOST
@@ -202,12 +226,15 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
     def reschedule(self, delivery: Delivery, queue: str, mid: str, body: bytes,
                    eta: float | None) -> str:
         def run(chan: Any) -> str:
-            lease = self.held(delivery)
+            handed = self._handed.get(delivery.token)
+            lease = self.held(delivery) if handed is None else handed
             if lease is None:
                 return LOST
             msg = self._message(mid, body, eta)
             if lease.reply_to:
                 msg.properties["reply_to"] = lease.reply_to
+            if handed is not None:
+                return self._reschedule_handed(chan, handed, msg, queue, eta)
             self._send(chan, queue, msg, eta)
             chan.basic_ack(lease.tag)
             del self._held[delivery.token]
@@ -220,9 +247,9 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
         from qmulti.brokers.amqp.rpc import RpcBackend
 
         if isinstance(backend, RpcBackend):
-            lease = self.held(delivery)
-            if lease is None:
+            if self.begin(delivery) == LOST:
                 return LOST
+            lease = self._held.get(delivery.token) or self._handed[delivery.token]
             backend.reply(lease.reply_to, task_id, "STARTED", meta)
             return OK
         return super().start(delivery, task_id, meta, backend, ttl)
@@ -233,7 +260,7 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
         from qmulti.brokers.amqp.rpc import RpcBackend
 
         if isinstance(backend, RpcBackend) and then is None:
-            lease = self._held.get(delivery.token)
+            lease = self._held.get(delivery.token) or self._handed.get(delivery.token)
             if meta is not None and lease is not None:
                 backend.reply(lease.reply_to, task_id, state, meta)
             return self.ack([delivery])
@@ -241,7 +268,7 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
 
     def reply_to_of(self, task_id: str) -> str | None:
         """The reply queue of a task this process holds (for a backend.set by task id)."""
-        for lease in self._held.values():
+        for lease in (*self._held.values(), *self._handed.values()):
             if lease.delivery.mid == task_id and lease.reply_to:
                 return lease.reply_to
         return None
@@ -252,21 +279,33 @@ class AmqpBroker(AmqpConsuming, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
         return 0  # a live connection's leases are never taken: nothing to learn
 
     def release(self, node_id: str, consumer: str | None = None) -> int:
-        mine = [h.delivery for h in self._held.values()
+        mine = [h.delivery for h in (*self._held.values(), *self._handed.values())
                 if h.node_id == node_id and consumer in (None, h.consumer)]
         if mine:
             self.nack(mine)
-        self.release_carriers(node_id, consumer)
-        return len(mine)
+        count = len(mine) + self._release_handed(node_id, consumer)
+        self.release_carriers(node_id, consumer)  # after: _release_handed counts its own
+        return count
+
+    def _release_handed(self, node_id: str, consumer: str | None) -> int:
+        """A dead child's (or a stopping node's) leases in the side store: back to
+        RabbitMQ (handover.py)."""
+        store = self.side.store()
+        if store is None or self.hand_over_after <= 0 or not store.release(node_id, consumer):
+            return 0
+        return self.relay_held(None if consumer is None else [held_queue(node_id, consumer)])
 
     def unregister(self, node_id: str) -> None:
         self.side.unregister(node_id)
 
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
                            keep_reaps: float = KEEP_REAPS) -> int:
-        self.side.forget_dead(expiry)  # a dead relay's outbox lease goes back, so:
-        self.relay_outbox()
-        return 0  # RabbitMQ gave their messages back when their connections closed
+        reaped = self.side.forget_dead(expiry)
+        # Dead nodes' long tasks, held in the side store; RabbitMQ gave the rest back
+        # when their connections closed.
+        moved = self.relay_held() if reaped and self.hand_over_after > 0 else 0
+        self.relay_outbox()  # what a dead relay left, or a finish that died before it
+        return moved
 
     # -- inspection (inspection.py) ----------------------------------------------------
     def stats(self) -> BrokerStats:
