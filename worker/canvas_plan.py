@@ -33,6 +33,9 @@ _SENT = frozenset({"countdown", "eta", "expires", "queue", "task_id", "serialize
                    "chord_results", "group_index", "priority", "routing_key", "exchange",
                    "headers", "compression", "root_id", "parent_id"})
 
+# Options that make a message's finish send something on (see Broker.check_canvas).
+CONTINUES = ("link", "link_error", "chain", "chord")
+
 # A container's call options that reach its members (Celery: a group's go to every
 # member, a chain's to its first task): where and how they run, not what they are.
 _CARRIED = frozenset({"countdown", "eta", "expires", "queue", "serializer", "time_limit",
@@ -45,6 +48,7 @@ class Plan:
     chords: list[tuple[str, int, Message]] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # the task id of each message
+    continues: bool = False  # some message carries a continuation (chain, link, chord)
 
 
 def leaves(sig: Signature) -> list[Signature]:
@@ -125,6 +129,8 @@ def plan(app: App, sig: Signature, out: Plan, prefix: tuple[Any, ...] = (),
         plan(app, sig.group(), out, prefix, rest, parent)  # type: ignore[attr-defined]
     else:
         out.ids.append(sig.options.setdefault("task_id", new_id()))  # a link is not frozen
+        if rest or any(sig.options.get(k) for k in CONTINUES):
+            out.continues = True
         out.messages.append(message(app, sig, prefix, rest, parent))
 
 
@@ -226,6 +232,8 @@ def send(sig: Signature, link: Any = None, link_error: Any = None, **options: An
     broker = app.broker
     from qmulti.brokers.base import marker_ttl  # here: `import qmulti` loads no broker
 
+    if out.continues or out.chords:
+        broker.check_canvas()  # before anything is sent: all of it or none
     life = marker_ttl(app.conf.result_expires)  # as long as its members' results
     for chord_id, size, body in out.chords:
         broker.chord_init(chord_id, size, body, life)
@@ -273,6 +281,8 @@ def send_members(app: App, members: Sequence[Signature], options: dict[str, Any]
             task._check_arguments(sig.args, sig.kwargs)
         results.append(freeze(sig, app))
         plan(app, sig, out)  # every member encoded before anything is sent
+    if out.continues:
+        app.broker.check_canvas()
     app.broker.publish_many(out.messages)
     return GroupResult(group_id, results, app=app)
 

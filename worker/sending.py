@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # that shared code runs, and ignored.
 _IGNORED_OPTIONS = frozenset({"routing_key", "exchange", "priority", "headers", "compression"})
 _PER_CALL_LIMITS = ("time_limit", "soft_time_limit")
+_CONTINUES = ("link", "link_error", "chain", "chord")  # as canvas_plan.CONTINUES
 
 
 class Sending:
@@ -74,6 +75,8 @@ class Sending:
             self._envelope_options(options)
             assert task is not None
             return task.apply(args, kwargs, task_id=task_id, retries=retries, **options)
+        if env_options and any(env_options.get(k) for k in _CONTINUES):
+            self.broker.check_canvas()  # link= on amqp:// with rpc:// only
         queue, mid, task_id, when, expires_at, ct, body = self._encode(
             name, args, kwargs, task, plan, countdown, eta, expires, queue, task_id,
             serializer, retries, root_id, parent_id, env_options)

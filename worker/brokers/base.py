@@ -228,6 +228,11 @@ class Broker(EventStream, ControlChannel, ABC):
         """Ack `delivery` and publish `then` in one atomic step (see `finish`)."""
         raise NotImplementedError(f"{type(self).__name__} has no canvas support")
 
+    def check_canvas(self) -> None:  # noqa: B027 - optional hook
+        """Raise a one-line ConfigError if this broker cannot send a canvas's
+        continuations exactly once as configured (amqp:// with rpc:// only). The
+        producer calls it before it sends anything of a chain, chord or link callback."""
+
     def chord_init(self, chord_id: str, size: int, body: Message,
                    ttl: float | None = None) -> None:
         """Record a chord before any of its members is sent: its size and the body message

@@ -9,13 +9,15 @@ claim puts the tick into an outbox queue of the side store in the same atomic st
 (`claim_tick` of that store), and a relay then publishes it to RabbitMQ (with a confirm)
 and acks it. A relay that dies in between holds a lease under its own node record, which
 expires like any node's, so the next relay republishes it: the tick is never lost, and
-is sent twice only when a relay died between RabbitMQ's confirm and its own ack.
+is sent twice only when a relay died between RabbitMQ's confirm and its own ack. Canvas
+continuations go through the same outbox (see `canvas.py`), with their eta.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,7 +27,26 @@ from qmulti.exceptions import ConfigError
 from qmulti.urls import parse_url
 
 OUTBOX = "qmulti.amqp.outbox"
-Publish = Callable[[str, str, bytes], None]
+Publish = Callable[[str, str, bytes, "float | None"], None]
+RELAY_BATCH = 50
+
+
+def outbox_body(queue: str, body: bytes, eta: float | None = None) -> bytes:
+    """An outbox message: `queue NUL body` (beat's ticks), or with an eta
+    `NUL eta NUL queue NUL body` (a queue name is never empty, so the two never mix)."""
+    if eta is None:
+        return queue.encode() + b"\0" + body
+    return b"\0" + repr(float(eta)).encode() + b"\0" + queue.encode() + b"\0" + body
+
+
+def from_outbox(blob: bytes) -> tuple[str, bytes, float | None]:
+    """(queue, body, eta) of an outbox message."""
+    eta: float | None = None
+    if blob.startswith(b"\0"):
+        when, _, blob = blob[1:].partition(b"\0")
+        eta = float(when)
+    queue, _, body = blob.partition(b"\0")
+    return queue.decode(), body, eta
 _OPTIONS = ("connect_timeout", "socket_timeout", "pool_limit", "max_deliveries")
 
 
@@ -99,7 +120,7 @@ class SideStore:
     def claim_tick(self, entry: str, due: float, queue: str, mid: str, body: bytes,
                    publish: Publish) -> bool:
         store = self._required()
-        sent = store.claim_tick(entry, due, OUTBOX, mid, queue.encode() + b"\0" + body)
+        sent = store.claim_tick(entry, due, OUTBOX, mid, outbox_body(queue, body))
         if sent:
             self.relay(publish)
         return sent
@@ -108,24 +129,35 @@ class SideStore:
         self._required().beat_forget(entries)
 
     def relay(self, publish: Publish) -> int:
-        """Move every tick in the outbox to RabbitMQ; returns how many."""
+        """Move every message in the outbox (ticks, canvas continuations) to RabbitMQ;
+        returns how many. The relay's node record is renewed at each batch, so a long
+        relay is never judged dead (and its batch sent twice) while it works; its id
+        names the thread too, so two relays of one process never share a record."""
         store = self._required()
-        relay_id = f"amqp-relay@{socket.gethostname()}#{os.getpid()}"
-        store.heartbeat(relay_id, {"kind": "relay"})  # so a dead relay's lease expires
+        relay_id = (f"amqp-relay@{socket.gethostname()}#{os.getpid()}"
+                    f".{threading.get_ident()}")
         moved = 0
         try:
-            while batch := store.claim([OUTBOX], relay_id, "relay", 50, 0):
-                for delivery in batch:
-                    queue, _, body = delivery.body.partition(b"\0")
-                    publish(queue.decode(), delivery.mid, body)
-                    store.ack([delivery])
-                    moved += 1
+            while True:
+                store.heartbeat(relay_id, {"kind": "relay"})  # a dead relay's lease expires
+                batch = store.claim([OUTBOX], relay_id, "relay", RELAY_BATCH, 0)
+                sent = []
+                try:
+                    for delivery in batch:
+                        queue, body, eta = from_outbox(delivery.body)
+                        publish(queue, delivery.mid, body, eta)
+                        sent.append(delivery)
+                finally:
+                    if sent:  # confirmed by RabbitMQ: out of the outbox
+                        store.ack(sent)
+                        moved += len(sent)
+                if len(batch) < RELAY_BATCH:
+                    return moved
         except BaseException:
             store.release(relay_id)  # back in the outbox for the next relay
             raise
         finally:
             store.unregister(relay_id)
-        return moved
 
     def close(self) -> None:
         if self._store is not None and self._pid == os.getpid():

@@ -7,7 +7,7 @@ heartbeat expiry: `requeue_dead_nodes` has no leases to take back, and `heartbea
 never reports the node judged dead (its leases cannot be taken while its connection
 lives). What RabbitMQ cannot hold (node records for `qmulti status`, beat's tick claims)
 lives in the result backend when that is a store (`redis://`, `sqlite:///`): see
-`side.py`.
+`side.py`; so do canvas continuations on their way to RabbitMQ (`canvas.py`).
 
 Claiming: a claim that may wait starts a consumer on each queue with the claim's limit
 as its prefetch (`worker_prefetch_multiplier`), and keeps it, so RabbitMQ streams
@@ -33,6 +33,7 @@ import amqp
 
 import qmulti.brokers.amqp.inspection as inspection
 import qmulti.brokers.amqp.topology as topology
+from qmulti.brokers.amqp.canvas import AmqpCanvas
 from qmulti.brokers.amqp.consume import OWNERS, AmqpConsuming
 from qmulti.brokers.amqp.control import AmqpControl
 from qmulti.brokers.amqp.events import AmqpEvents
@@ -57,7 +58,7 @@ from qmulti.brokers.base import (
 )
 
 
-class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, Broker):
+class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
@@ -294,7 +295,9 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, Broker):
                 if h.node_id == node_id and consumer in (None, h.consumer)]
         if mine:
             self.nack(mine)
-        return len(mine) + self._release_handed(node_id, consumer)
+        count = len(mine) + self._release_handed(node_id, consumer)
+        self.release_carriers(node_id, consumer)  # after: _release_handed counts its own
+        return count
 
     def _release_handed(self, node_id: str, consumer: str | None) -> int:
         """A dead child's (or a stopping node's) leases in the side store: back to
@@ -309,9 +312,12 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, Broker):
 
     def requeue_dead_nodes(self, expiry: float = DEFAULT_HEARTBEAT_EXPIRY,
                            keep_reaps: float = KEEP_REAPS) -> int:
-        if self.side.forget_dead(expiry) and self.hand_over_after > 0:
-            return self.relay_held()  # dead nodes' long tasks, held in the side store
-        return 0  # RabbitMQ gave their messages back when their connections closed
+        reaped = self.side.forget_dead(expiry)
+        # Dead nodes' long tasks, held in the side store; RabbitMQ gave the rest back
+        # when their connections closed.
+        moved = self.relay_held() if reaped and self.hand_over_after > 0 else 0
+        self.relay_outbox()  # what a dead relay left, or a finish that died before it
+        return moved
 
     # -- inspection (inspection.py) ----------------------------------------------------
     def stats(self) -> BrokerStats:
