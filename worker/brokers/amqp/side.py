@@ -47,23 +47,53 @@ def from_outbox(blob: bytes) -> tuple[str, bytes, float | None]:
         eta = float(when)
     queue, _, body = blob.partition(b"\0")
     return queue.decode(), body, eta
+
+
 _OPTIONS = ("connect_timeout", "socket_timeout", "pool_limit", "max_deliveries")
+
+
+class _Serialized:
+    """The side store with each call under one lock. Our stores are not thread-safe
+    (one connection, per-process bookkeeping), and a pool child uses this one from two
+    threads: its main thread (a finish, a canvas step) and the link's heartbeat thread,
+    which hands long leases over while a task runs (handover.py). A call never waits on
+    RabbitMQ, so holding the link's lock around it (as the hand-over does) cannot
+    deadlock with a caller that holds only this one."""
+
+    def __init__(self, store: Broker, lock: threading.RLock) -> None:
+        self._store, self._lock = store, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def serialized(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+        return serialized
 
 
 class SideStore:
     def __init__(self, url: str | None, options: Mapping[str, Any]) -> None:
         self.url = url
         self._options = {k: v for k, v in options.items() if k in _OPTIONS}
-        self._store: Broker | None = None
+        self._store: Any = None  # a _Serialized store
         self._pid = os.getpid()
+        self._lock = threading.RLock()
         kind = parse_url(url, "result backend").kind if url else None
         self.usable = kind in ("redis", "sqlite")
 
-    def store(self) -> Broker | None:
+    def store(self) -> Any:
+        """The store (a `Broker`, its calls serialized), or None without one."""
         if not self.usable:
             return None
-        if self._store is None or self._pid != os.getpid():
-            self._store, self._pid = self._connect(), os.getpid()
+        if self._pid != os.getpid():  # a forked child: the parent's is not ours, nor its lock
+            self._store, self._pid, self._lock = None, os.getpid(), threading.RLock()
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = _Serialized(self._connect(), self._lock)
         return self._store
 
     def _connect(self) -> Broker:
