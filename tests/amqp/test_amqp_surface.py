@@ -136,6 +136,38 @@ def test_one_node_on_amqp_with_a_redis_backend(tmp_path: Path, amqp_url: str,
         app.close()
 
 
+def test_inspect_shows_what_a_child_holds(tmp_path: Path, amqp_url: str, amqp_vhost: Any,
+                                          redis_server: Any) -> None:
+    """On RabbitMQ the messages sit on each child's own channel: the child reports its
+    claims on its status pipe, so `active` has the running task's arguments and
+    `reserved` the prefetched ones, as on Redis."""
+    amqp_vhost.queues.add("default")
+    _project(tmp_path, amqp_url, redis_server.url)
+    app = _producer(amqp_url, redis_server.url)
+    first = app.send_task("tasks.slow", (4.0,))
+    queued = [app.send_task("tasks.slow", (0.1 * i,)) for i in range(1, 4)]
+    node = Node(tmp_path, "n1@here", "-c", "1", "--prefetch-multiplier", "4", "-Q", "default")
+    try:
+        wait_answering(app, ["n1@here"])
+        inspect = app.control.inspect(destination=["n1@here"], timeout=2.0)
+
+        def held() -> tuple[list[tuple[str, list]], list[tuple[str, list]]]:
+            active = (inspect.active() or {}).get("n1@here") or []
+            reserved = (inspect.reserved() or {}).get("n1@here") or []
+            return ([(t["id"], t["args"]) for t in active],
+                    sorted((t["id"], t["args"]) for t in reserved))
+
+        expected = ([(first.id, [4.0])],
+                    sorted((q.id, [0.1 * i]) for i, q in enumerate(queued, 1)))
+        wait_for(lambda: held() == expected, 20, "the running task and the three prefetched")
+        assert first.get(timeout=20) == 4.0
+        assert [q.get(timeout=20) for q in queued] == [0.1 * i for i in range(1, 4)]
+        wait_for(lambda: held() == ([], []), 10, "nothing held once all ran")
+    finally:
+        node.close()
+        app.close()
+
+
 def _events_until(root: Path, wanted: set[str], timeout: float = 30.0) -> list[dict]:
     """`qmulti events -A tasks --oldest --json` read line by line until every id in
     `wanted` has its task-succeeded event."""

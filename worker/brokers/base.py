@@ -138,6 +138,12 @@ class Broker(EventStream, ControlChannel, ABC):
     """A message store with leases. Not thread-safe unless a subclass says so: each
     process (and each thread of the threads pool) uses its own instance, made after fork."""
 
+    # The node's main process can read every lease of the node, and its message body,
+    # from the store (`control_leased`, `control_bodies`), for `inspect reserved/active`.
+    # Where it cannot (RabbitMQ: they sit on each child's own channel), the children
+    # report what they hold on their status pipes instead (see pipehooks.py).
+    node_reads_leases = True
+
     url: str
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
 

@@ -168,6 +168,7 @@ class Consumer:
             with self.lock:
                 self.pending = list(batch)
                 self.reaped_seen = reaped
+            self.hooks.reserved(self.rt.broker, batch)
             reason = self._run_pending()
             if reason:
                 return reason

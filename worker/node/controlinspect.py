@@ -57,7 +57,8 @@ class Inspection:
         out = []
         for w in busy:
             r = w.running
-            info = self._task_info(r.task_id, r.name, bodies.get(r.mid), r.queue, False)
+            info = self._task_info(r.task_id, r.name, bodies.get(r.mid) or w.running_body,
+                                   r.queue, False)
             info["time_start"] = now - (mono - w.began)
             info["worker_pid"] = w.pid or self.pid
             out.append(info)
@@ -66,10 +67,13 @@ class Inspection:
     def _reserved(self) -> list[dict[str, Any]]:
         running = {w.running.mid for w in self.pool.all() if w.running}
         out = []
-        for queue, mid, body in self.app.broker.control_leased(self.node_id):
+        leased = list(self.app.broker.control_leased(self.node_id))
+        for w in self.pool.all():  # what the children said they hold (see pipehooks.py)
+            leased += [(queue, mid, body) for mid, (queue, body) in w.reserved.items()]
+        for queue, mid, body in leased:
             if mid in running:
                 continue
-            task_id = protocol.peek_id(body) or mid
+            task_id = (protocol.peek_id(body) if body else None) or mid
             out.append(self._task_info(task_id, "", body, queue, False))
         return out
 

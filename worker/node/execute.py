@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,6 +86,9 @@ class Running:
 
 
 class Hooks(Protocol):
+    def reserved(self, broker: Any, batch: Sequence[Delivery]) -> None:
+        """A batch was claimed (see pipehooks.py)."""
+
     def begin(self, running: Running) -> None:
         """The task is about to run (after STARTED was stored)."""
 

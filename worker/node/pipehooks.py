@@ -3,15 +3,26 @@
 Lines: `U` (up), `X <reason>` (cannot start), `B <mid> <queue> <token|-> <task_id>
 <time_limit|-> <name>` (a task begins), `E` (its outcome is stored). In a prefork child
 the same hooks set the process title and arm the soft time limit.
+
+Where the node cannot read its leases from the broker (`Broker.node_reads_leases` is
+False: RabbitMQ), each claim is also reported, so that `inspect reserved` and `inspect
+active` show the messages with their arguments: `P` followed by `<mid> <queue> <body>`
+per claimed message, the body in base64 (`-` past BODY_LIMIT), replacing the last list.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
+from collections.abc import Sequence
+from typing import Any
 
+from qmulti.brokers.base import Delivery
 from qmulti.node import proctitle
 from qmulti.node.execute import Running
+
+BODY_LIMIT = 32 * 1024  # a larger body is shown without its arguments
 
 
 def rss_kib() -> int:
@@ -35,6 +46,7 @@ class PipeHooks:
         self.node = node
         self.index = index
         self.in_process = in_process
+        self._reported = False  # the last `reserved` line listed something
 
     def _write(self, line: str) -> None:
         os.write(self.fd, line.encode("utf-8", "replace") + b"\n")
@@ -45,6 +57,18 @@ class PipeHooks:
     def failed(self, reason: str) -> None:
         """The child cannot start: one line of why, for the node's log and `qmulti start`."""
         self._write("X " + " ".join(reason.split()))
+
+    def reserved(self, broker: Any, batch: Sequence[Delivery]) -> None:
+        """The claimed batch, for `inspect` (only where the broker cannot tell)."""
+        if broker.node_reads_leases or not (batch or self._reported):
+            return
+        self._reported = bool(batch)  # an idle claim after an empty one says nothing
+        parts = ["P"]
+        for d in batch:
+            body = (base64.b64encode(d.body).decode() if len(d.body) <= BODY_LIMIT
+                    else "-")
+            parts += [d.mid, d.queue, body]
+        self._write(" ".join(parts))
 
     def begin(self, running: Running) -> None:
         limit = "-" if running.time_limit is None else f"{running.time_limit:g}"

@@ -8,6 +8,7 @@ reports on its own status pipe, whose read end the main loop selects on.
 
 from __future__ import annotations
 
+import base64
 import errno
 import logging
 import os
@@ -15,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from qmulti.exceptions import BrokerError
@@ -49,6 +50,9 @@ class Worker:
     eof: bool = False
     up: bool = False  # said it is set up and about to claim
     failure: str = ""  # why it could not start, as it said
+    # What it claimed, mid -> (queue, body), where the broker cannot say (see pipehooks).
+    reserved: dict[str, tuple[str, bytes | None]] = field(default_factory=dict)
+    running_body: bytes | None = None
 
     @property
     def label(self) -> str:
@@ -69,13 +73,28 @@ class Worker:
                                            None if limit == "-" else float(limit), None,
                                            token="" if token == "-" else token)
                     self.began = time.monotonic()
+                    self.running_body = self.reserved.pop(mid, ("", None))[1]
+            elif line == "P" or line.startswith("P "):
+                self.reserved = _reserved(line.split(" ")[1:])
             elif line == "U":
                 self.up = True
             elif line.startswith("X "):
                 self.failure = line[2:]
             elif line == "E":
                 self.running = None
+                self.running_body = None
                 self.finished += 1
+
+
+def _reserved(fields: list[str]) -> dict[str, tuple[str, bytes | None]]:
+    out: dict[str, tuple[str, bytes | None]] = {}
+    for i in range(0, len(fields) - 2, 3):
+        mid, queue, body = fields[i: i + 3]
+        try:
+            out[mid] = (queue, None if body == "-" else base64.b64decode(body))
+        except ValueError:
+            out[mid] = (queue, None)
+    return out
 
 
 @dataclass

@@ -65,8 +65,8 @@ class AmqpControl:
             store.control_forget(node_id)
 
     # A running or prefetched message sits unacked on the channel of the pool child that
-    # claimed it, not in any store the node's main process can read: `inspect active`
-    # shows each running task without its arguments, and `inspect reserved` is empty.
+    # claimed it, not in any store the node's main process can read: the children report
+    # their claims instead (`node_reads_leases`, pipehooks.py).
     def control_bodies(self, messages: Sequence[tuple[str, str]]) -> dict[str, bytes]:
         return {}
 

@@ -61,6 +61,8 @@ from qmulti.brokers.base import (
 class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, AmqpCanvas, Broker):
     """RabbitMQ broker for one process (and its threads, under the link's lock)."""
 
+    node_reads_leases = False  # each child's channel holds its own
+
     def __init__(self, url: str, max_deliveries: int | None = DEFAULT_MAX_DELIVERIES,
                  result_backend: str | None = None, heartbeat: float | None = None,
                  transport_options: Mapping[str, Any] | None = None,
