@@ -39,6 +39,7 @@ from qmulti.node.liveness import Liveness
 from qmulti.node.overrides import follow as follow_overrides
 from qmulti.node.pipehooks import PipeHooks, rss_kib
 from qmulti.node.retry import retrying
+from qmulti.node.taskinfo import result_ttl
 from qmulti.system.backoff import Backoff
 
 # Longest a consumer blocks in claim: bounds how late a threads-pool consumer notices
@@ -252,14 +253,6 @@ def make_runtime(app: Any, spec: ConsumerSpec, broker: Broker, backend: Any,
                    ignore_result=bool(getattr(conf, "task_ignore_result", False)),
                    store_errors=bool(getattr(conf, "task_store_errors_even_if_ignored", False)),
                    extended=bool(getattr(conf, "result_extended", False)))
-
-
-def result_ttl(conf: Any) -> float | None:
-    value = getattr(conf, "result_expires", None)
-    if value is None:
-        return None
-    seconds = value.total_seconds() if hasattr(value, "total_seconds") else float(value)
-    return seconds if seconds > 0 else None
 
 
 @dataclass

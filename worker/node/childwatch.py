@@ -14,10 +14,10 @@ import time
 from typing import Any
 
 from qmulti.node import logs, revoke
-from qmulti.node.child import result_ttl
 from qmulti.node.execute import store_time_limit
 from qmulti.node.pool import Death
 from qmulti.node.states import COLD, RUNNING
+from qmulti.node.taskinfo import result_ttl
 
 log = logging.getLogger("qmulti")
 

@@ -71,3 +71,11 @@ def format_traceback(exc: BaseException) -> str:
 
 def short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def result_ttl(conf: Any) -> float | None:
+    value = getattr(conf, "result_expires", None)
+    if value is None:
+        return None
+    seconds = value.total_seconds() if hasattr(value, "total_seconds") else float(value)
+    return seconds if seconds > 0 else None
