@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_fixtures import NodeProcess, write_tasks
+from amqp_support import load_test_module
 
 from helpers import wait_for
-from qmulti import App
 from qmulti.brokers.base import LOST, OK, REVOKED_MARK
 
 Q = "celery"
@@ -53,21 +52,5 @@ def test_start_reads_the_mark_and_writes_started_in_one_call(amqp_url: str,
 
 def test_a_task_revoked_in_the_queue_never_runs(tmp_path: Path, amqp_url: str,
                                                 redis_server: Any) -> None:
-    write_tasks(tmp_path, extra_config=f"app.conf.broker_url = {amqp_url!r}\n"
-                f"app.conf.result_backend = {redis_server.url!r}\n"
-                "app.conf.worker_prefetch_multiplier = 1\n")
-    app = App("producer", broker=amqp_url, backend=redis_server.url)
-    with NodeProcess(tmp_path, "-A", "tasks", "-c", "1", "-l", "info") as node:
-        node.wait_ready()
-        slow = app.send_task("tasks.slow", (1.5, "slow"))
-        victim = app.send_task("tasks.pid")
-        wait_for(lambda: slow.state == "STARTED", 20, "slow task started")
-        victim.revoke()
-        assert slow.get(timeout=20) == "slow"
-        after = app.send_task("tasks.add", (2, 3))
-        assert after.get(timeout=20) == 5  # the queue went past the revoked one
-        assert victim.state == "REVOKED"
-        log = node.stderr()
-        assert f"[{victim.id}] was revoked; not running it" in log, log
-        assert f"tasks.pid[{victim.id}] succeeded" not in log
-    app.close()
+    load_test_module("test_redis_revoked_start").revoked_in_the_queue_never_runs(
+        tmp_path, amqp_url, redis_server.url)
