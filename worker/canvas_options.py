@@ -14,6 +14,8 @@ from typing import Any
 
 CANVAS_OPTIONS = frozenset({"link", "link_error", "chain", "chord", "chord_results",
                             "group_id", "group_index"})
+# Those that make a message's finish send something on (see Broker.check_canvas).
+CONTINUES = ("link", "link_error", "chain", "chord")
 
 
 def sig_list(value: Any, key: str = "link") -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from qmulti.canvas_base import HOOKS, KINDS, Signature, group, signature
+from qmulti.canvas_options import CONTINUES
 from qmulti.protocol import new_id
 from qmulti.result import AsyncResult
 from qmulti.result_set import GroupResult
@@ -32,9 +33,6 @@ _SENT = frozenset({"countdown", "eta", "expires", "queue", "task_id", "serialize
                    "time_limit", "soft_time_limit", "link", "link_error", "chain", "chord",
                    "chord_results", "group_index", "priority", "routing_key", "exchange",
                    "headers", "compression", "root_id", "parent_id"})
-
-# Options that make a message's finish send something on (see Broker.check_canvas).
-CONTINUES = ("link", "link_error", "chain", "chord")
 
 # A container's call options that reach its members (Celery: a group's go to every
 # member, a chain's to its first task): where and how they run, not what they are.

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from qmulti import appstate
-from qmulti.canvas_options import CANVAS_OPTIONS, canvas_options
+from qmulti.canvas_options import CANVAS_OPTIONS, CONTINUES, canvas_options
 from qmulti.exceptions import ContentDisallowed, NotRegistered
 from qmulti.middleware import Outgoing
 from qmulti.protocol import encode_message, new_id, normalize_content_type
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 # that shared code runs, and ignored.
 _IGNORED_OPTIONS = frozenset({"routing_key", "exchange", "priority", "headers", "compression"})
 _PER_CALL_LIMITS = ("time_limit", "soft_time_limit")
-_CONTINUES = ("link", "link_error", "chain", "chord")  # as canvas_plan.CONTINUES
 
 
 class Sending:
@@ -75,7 +74,7 @@ class Sending:
             self._envelope_options(options)
             assert task is not None
             return task.apply(args, kwargs, task_id=task_id, retries=retries, **options)
-        if env_options and any(env_options.get(k) for k in _CONTINUES):
+        if env_options and any(env_options.get(k) for k in CONTINUES):
             self.broker.check_canvas()  # link= on amqp:// with rpc:// only
         queue, mid, task_id, when, expires_at, ct, body = self._encode(
             name, args, kwargs, task, plan, countdown, eta, expires, queue, task_id,

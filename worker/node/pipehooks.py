@@ -67,16 +67,16 @@ class PipeHooks:
         if broker.node_reads_leases or not (batch or self._reported):
             return
         self._reported = bool(batch)  # an idle claim after an empty one says nothing
+        if not batch:
+            self._claimed = ""
+            self._write("P")  # now: an idle child writes nothing else to carry it
+            return
         parts = ["P"]
         for d in batch:
             body = (base64.b64encode(d.body).decode() if len(d.body) <= BODY_LIMIT
                     else "-")
             parts += [d.mid, d.queue, body]
-        self._claimed = ""
-        if batch:
-            self._claimed = " ".join(parts)  # sent with the next line (its first `B`)
-        else:
-            self._write("P")
+        self._claimed = " ".join(parts)  # sent with the next line (its first `B`)
 
     def begin(self, running: Running) -> None:
         limit = "-" if running.time_limit is None else f"{running.time_limit:g}"

@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from qmulti.brokers.amqp.messages import Held, send_to_dead
+from qmulti.brokers.amqp.messages import Held
 from qmulti.brokers.base import Delivery
 
 if TYPE_CHECKING:
@@ -94,11 +92,8 @@ class AmqpHandover:
 
     # -- the heartbeat thread's tick (under the link's lock) ----------------------------
     def _hand_over_tick(self, chan: Any) -> None:
-        if self.hand_over_after <= 0 or not self._held:
-            return
         now = time.monotonic()
-        old = [h for h in self._held.values() if now - h.since >= self.hand_over_after]
-        if not old:
+        if not any(now - h.since >= self.hand_over_after for h in self._held.values()):
             return
         if self._consumers:
             self._cancel(chan)  # nothing more is pushed to a consumer that is busy
@@ -125,7 +120,8 @@ class AmqpHandover:
             if got.mid == d.mid and mine is None:
                 mine = got
             else:  # an earlier incarnation's, returned: RabbitMQ's again
-                self._relay_one(chan, store, got)
+                self._send_back(chan, got)
+                store.ack([got])
         if mine is None:
             log.warning("Task message %s: could not hold it in the side store; RabbitMQ "
                         "keeps it and may redeliver it after its consumer_timeout", d.mid)
@@ -148,34 +144,20 @@ class AmqpHandover:
                     lease.delivery.mid, now - lease.since, self.hand_over_after * 2)
 
     # -- calls on a handed-over lease -----------------------------------------------------
-    def _handed_lease(self, delivery: Delivery) -> Held | None:
-        return self._handed.get(delivery.token)
-
-    def _settle_handed(self, chan: Any, lease: Held, requeue: bool | None) -> str:
-        """ack (requeue None), give back (True) or drop (False) a handed-over lease."""
+    def _end_handed(self, lease: Held, send: Callable[[], None] | None = None) -> str:
+        """End a handed-over lease: `send` what replaces its message on RabbitMQ (a
+        give-back, a retry, a dead letter) first, then ack it in the side store, so a
+        crash in between sends it twice, never loses it."""
         store = self.side.store()
         assert store is not None and lease.side is not None
         del self._handed[lease.delivery.token]
-        if requeue:
-            self._republish(chan, lease.delivery.queue, lease.delivery.mid,
-                            lease.delivery.body, lease.reply_to)
+        if send is not None:
+            send()
         return store.ack([lease.side])
 
-    def _dead_letter_handed(self, chan: Any, lease: Held, reason: str) -> str:
+    def _republish_lease(self, chan: Any, lease: Held) -> None:
         d = lease.delivery
-        store = self.side.store()
-        assert store is not None and lease.side is not None
-        del self._handed[d.token]
-        send_to_dead(chan, d.queue, d.mid, d.body, reason)
-        return store.ack([lease.side])
-
-    def _reschedule_handed(self, chan: Any, lease: Held, msg: Any, queue: str,
-                           eta: float | None) -> str:
-        store = self.side.store()
-        assert store is not None and lease.side is not None
-        del self._handed[lease.delivery.token]
-        self._send(chan, queue, msg, eta)
-        return store.ack([lease.side])
+        self._republish(chan, d.queue, d.mid, d.body, lease.reply_to)
 
     def _republish(self, chan: Any, queue: str, mid: str, body: bytes,
                    reply_to: str | None) -> None:
@@ -187,10 +169,10 @@ class AmqpHandover:
         self._send(chan, queue, msg, None)
 
     # -- back to RabbitMQ: a released child's, a dead node's --------------------------------
-    def _relay_one(self, chan: Any, store: Any, got: Delivery) -> None:
+    def _send_back(self, chan: Any, got: Delivery) -> None:
+        """Publish a handed-over lease's message to its RabbitMQ queue again."""
         head, body = _unpack(got.body)
         self._republish(chan, str(head["queue"]), got.mid, body, head.get("reply_to"))
-        store.ack([got])
 
     def relay_held(self, queues: Sequence[str] | None = None) -> int:
         """Move the ready handed-over leases of `queues` (all that hold some, when None)
@@ -203,25 +185,9 @@ class AmqpHandover:
                       if q.startswith(HELD_PREFIX) and n]
         if not queues:
             return 0
-        relay_id = f"amqp-held-relay@{socket.gethostname()}#{os.getpid()}"
-
-        def run(chan: Any) -> int:
-            store.heartbeat(relay_id, {"kind": "relay"})  # a dead relay's leases expire
-            moved = 0
-            try:
-                while batch := store.claim(list(queues), relay_id, "relay", 50, 0):
-                    for got in batch:
-                        self._relay_one(chan, store, got)
-                        moved += 1
-            except BaseException:
-                store.release(relay_id)
-                raise
-            finally:
-                store.unregister(relay_id)
-            return moved
-        moved = self.link.run(run)
+        moved = self.side.move(
+            queues, lambda got: self.link.run(lambda chan: self._send_back(chan, got)))
         if moved:
             log.warning("Gave %d long-running task(s) back to RabbitMQ: the node or child "
                         "that held them is gone", moved)
         return moved
-

@@ -207,14 +207,12 @@ class AmqpLink:
         read. py-amqp's drain_events alone stops after one method: one delivery per
         locked round trip of the caller."""
         def once(_: Any) -> None:
-            conn = self._conn
             try:
-                conn.drain_events(timeout=max(timeout, 0.001))
-                if enough is not None:
-                    while not enough() and _readable(conn.transport):
-                        conn.drain_events(timeout=DRAIN_CHUNK)
+                self._conn.drain_events(timeout=max(timeout, 0.001))
             except TimeoutError:
-                pass
+                return
+            if enough is not None:
+                self.drain_ready(enough)
         self.run(once)
 
     def drain_ready(self, enough: Callable[[], bool]) -> None:

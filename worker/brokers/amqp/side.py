@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from qmulti.brokers.base import Broker, NodeRecord
+from qmulti.brokers.base import Broker, Delivery, NodeRecord
 from qmulti.exceptions import ConfigError
 from qmulti.urls import parse_url
 
@@ -160,9 +160,18 @@ class SideStore:
 
     def relay(self, publish: Publish) -> int:
         """Move every message in the outbox (ticks, canvas continuations) to RabbitMQ;
-        returns how many. The relay's node record is renewed at each batch, so a long
-        relay is never judged dead (and its batch sent twice) while it works; its id
-        names the thread too, so two relays of one process never share a record."""
+        returns how many."""
+        def send(delivery: Delivery) -> None:
+            queue, body, eta = from_outbox(delivery.body)
+            publish(queue, delivery.mid, body, eta)
+        return self.move([OUTBOX], send)
+
+    def move(self, queues: Sequence[str], send: Callable[[Delivery], None]) -> int:
+        """Claim what `queues` hold, `send` each message (to RabbitMQ, with its confirm)
+        and ack it here; returns how many. The relay's node record is renewed at each
+        batch, so a long relay is never judged dead (and its batch sent twice) while it
+        works; its id names the thread too, so two relays of one process never share a
+        record. A relay that dies holds its batch under that record, which expires."""
         store = self._required()
         relay_id = (f"amqp-relay@{socket.gethostname()}#{os.getpid()}"
                     f".{threading.get_ident()}")
@@ -170,21 +179,20 @@ class SideStore:
         try:
             while True:
                 store.heartbeat(relay_id, {"kind": "relay"})  # a dead relay's lease expires
-                batch = store.claim([OUTBOX], relay_id, "relay", RELAY_BATCH, 0)
+                batch = store.claim(list(queues), relay_id, "relay", RELAY_BATCH, 0)
                 sent = []
                 try:
                     for delivery in batch:
-                        queue, body, eta = from_outbox(delivery.body)
-                        publish(queue, delivery.mid, body, eta)
+                        send(delivery)
                         sent.append(delivery)
                 finally:
-                    if sent:  # confirmed by RabbitMQ: out of the outbox
+                    if sent:  # confirmed by RabbitMQ: out of the side store
                         store.ack(sent)
                         moved += len(sent)
                 if len(batch) < RELAY_BATCH:
                     return moved
         except BaseException:
-            store.release(relay_id)  # back in the outbox for the next relay
+            store.release(relay_id)  # back in its queue for the next relay
             raise
         finally:
             store.unregister(relay_id)

@@ -173,7 +173,9 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, AmqpCanva
             for d in deliveries:
                 handed = self._handed.get(d.token)
                 if handed is not None:
-                    if self._settle_handed(chan, handed, requeue) == LOST:
+                    give_back = (lambda h=handed: self._republish_lease(chan, h)
+                                 ) if requeue else None
+                    if self._end_handed(handed, give_back) == LOST:
                         status = LOST
                     continue
                 lease = self.held(d)
@@ -217,7 +219,8 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, AmqpCanva
         def run(chan: Any) -> str:
             handed = self._handed.get(delivery.token)
             if handed is not None:
-                return self._dead_letter_handed(chan, handed, reason)
+                return self._end_handed(handed, lambda: send_to_dead(
+                    chan, delivery.queue, delivery.mid, delivery.body, reason))
             lease = self.held(delivery)
             if lease is None:
                 return LOST
@@ -238,7 +241,7 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, AmqpCanva
             if lease.reply_to:
                 msg.properties["reply_to"] = lease.reply_to
             if handed is not None:
-                return self._reschedule_handed(chan, handed, msg, queue, eta)
+                return self._end_handed(handed, lambda: self._send(chan, queue, msg, eta))
             self._send(chan, queue, msg, eta)
             chan.basic_ack(lease.tag)
             del self._held[delivery.token]
@@ -250,14 +253,12 @@ class AmqpBroker(AmqpConsuming, AmqpHandover, AmqpControl, AmqpEvents, AmqpCanva
               backend: ResultBackend | None, ttl: float | None) -> str:
         from qmulti.brokers.amqp.rpc import RpcBackend
 
+        if self.begin(delivery) == LOST:
+            return LOST
         if isinstance(backend, RpcBackend):
-            if self.begin(delivery) == LOST:
-                return LOST
             lease = self._held.get(delivery.token) or self._handed[delivery.token]
             backend.reply(lease.reply_to, task_id, "STARTED", meta)
             return OK
-        if self.begin(delivery) == LOST:
-            return LOST
         if backend is not None and not backend.set_started(task_id, meta, ttl):
             return REVOKED_MARK  # revoke()'s mark, read in the same call as the write
         return OK
