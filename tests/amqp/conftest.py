@@ -85,7 +85,8 @@ def store_factory(amqp_vhost: Vhost, tmp_path: Path) -> Iterator[StoreFactory]:
     side = f"sqlite:///{tmp_path / 'side.db'}"
 
     def make(**options: Any) -> Any:
-        store = AmqpBroker(amqp_vhost.url, result_backend=side, **options)
+        options.setdefault("result_backend", side)
+        store = AmqpBroker(amqp_vhost.url, **options)
         made.append(store)
         return store
 

@@ -275,32 +275,24 @@ def _arm(root: Path, flag: str) -> None:
     (root / flag).write_text("")
 
 
-def test_a_child_killed_between_the_side_store_and_the_ack(redis_env: Any) -> None:
-    """The continuation was sent (the side store's step) but RabbitMQ never got the
-    ack: the step runs again, and its second finish sends nothing."""
+@pytest.mark.parametrize(("flag", "runs"), [
+    # The continuation was sent (the side store's step) but RabbitMQ never got the ack:
+    # the step runs again, and its second finish sends nothing.
+    ("ack.armed", {"a": 2, "b": 1, "c": 1}),
+    # The step's ack is done and its continuation is leased to a relay that dies: the
+    # node's reaper takes it back once the relay's record expires, and relays it.
+    ("relay.armed", {"a": 1, "b": 1, "c": 1}),
+], ids=["between_the_side_store_and_the_ack", "a_relay_before_it_sent"])
+def test_a_child_killed(redis_env: Any, flag: str, runs: dict[str, int]) -> None:
     from qmulti.canvas import chain
 
     app, root, node = redis_env
     step = _sig(app, "step")
-    _arm(root, "ack.armed")
+    _arm(root, flag)
     r = chain(step.s(0, "a"), step.s("b"), step.s("c")).apply_async()
     assert r.get(timeout=60) == 3
-    assert (root / "ack.armed.fired").exists()
-    assert _runs(root) == {"a": 2, "b": 1, "c": 1}, _runs(root)
-
-
-def test_a_relay_killed_before_it_sent(redis_env: Any) -> None:
-    """The step's ack is done and its continuation is leased to a relay that dies: the
-    node's reaper takes it back once the relay's record expires, and relays it."""
-    from qmulti.canvas import chain
-
-    app, root, node = redis_env
-    step = _sig(app, "step")
-    _arm(root, "relay.armed")
-    r = chain(step.s(0, "a"), step.s("b"), step.s("c")).apply_async()
-    assert r.get(timeout=60) == 3
-    assert (root / "relay.armed.fired").exists()
-    assert _runs(root) == {"a": 1, "b": 1, "c": 1}, _runs(root)
+    assert (root / f"{flag}.fired").exists()
+    assert _runs(root) == runs, _runs(root)
 
 
 def test_a_child_killed_holding_a_carrier(redis_env: Any, redis_server: Any) -> None:

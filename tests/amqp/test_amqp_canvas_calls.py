@@ -20,26 +20,18 @@ Q = "celery"
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def side_factory(request: pytest.FixtureRequest, amqp_vhost: Any, tmp_path: Path) -> Any:
+def side_factory(request: pytest.FixtureRequest, store_factory: Any, tmp_path: Path) -> Any:
     """`make()`: an AmqpBroker of this test's vhost with a SQLite or a Redis side store."""
-    from qmulti.brokers.amqp import AmqpBroker
-
     if request.param == "redis":
         side = request.getfixturevalue("redis_server").url
     else:
         side = f"sqlite:///{tmp_path / 'side.db'}"
-    made: list[Any] = []
 
     def make() -> Any:
-        store = AmqpBroker(amqp_vhost.url, result_backend=side)
+        store = store_factory(result_backend=side)
         store.heartbeat(NODE, {})
-        made.append(store)
         return store
-
-    yield make
-    for store in made:
-        amqp_vhost.queues.update(store._declared)
-        store.close()
+    return make
 
 
 def _lease(store: Any) -> Any:
